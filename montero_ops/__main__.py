@@ -1,0 +1,3 @@
+from montero_ops.cli import main
+
+main()

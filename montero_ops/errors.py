@@ -1,0 +1,94 @@
+"""Domain errors: each carries a message, a hint (the fix) and a documented exit code.
+
+Exit codes (documented in the README):
+  0 ok, 1 failed, 2 usage / bad input, 3 Docker or Compose unavailable, 4 project not found.
+The CLI turns these, and python-on-whales' DockerException, into one red line on stderr.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Any
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+    DOCKER_UNAVAILABLE = 3
+    PROJECT_NOT_FOUND = 4
+    INTERRUPTED = 130
+
+
+class MonteroError(Exception):
+    """Base of every error montero reports to a user."""
+
+    exit_code: int = ExitCode.FAILED
+
+    def __init__(self, message: str, hint: str | None = None, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(MonteroError):
+    """Bad input from the user: nothing was changed."""
+
+    exit_code = ExitCode.USAGE
+
+
+class DockerUnavailable(MonteroError):
+    """The Docker daemon, the docker client or the Compose v2 plugin is missing."""
+
+    exit_code = ExitCode.DOCKER_UNAVAILABLE
+
+
+class ProjectNotFound(MonteroError):
+    exit_code = ExitCode.PROJECT_NOT_FOUND
+
+
+class StackNotRunning(MonteroError):
+    """An action needs running containers and there are none."""
+
+    def __init__(self, service: str | None = None) -> None:
+        what = f"service '{service}' is not running" if service else "the stack is not running"
+        super().__init__(what, hint="run `montero up` first")
+
+
+class CommandFailed(MonteroError):
+    """A docker/compose (or in-container) command failed; message is its meaningful line."""
+
+
+def docker_error_line(exc: Any) -> str:
+    """Shorten a python-on-whales DockerException to the line that says what went wrong.
+
+    `str(exc)` is many lines (the whole command and all its output); users need the
+    last meaningful stderr line, e.g. 'service "app" is not running'.
+    """
+    for stream in (getattr(exc, "stderr", None), getattr(exc, "stdout", None)):
+        if not stream:
+            continue
+        lines = [ln.strip() for ln in str(stream).splitlines() if ln.strip()]
+        # Prefer lines that look like errors; fall back to the last line.
+        for line in reversed(lines):
+            low = line.lower()
+            if "error" in low or "failed" in low or "not " in low or "no such" in low:
+                return _strip_prefix(line)
+        if lines:
+            return _strip_prefix(lines[-1])
+    code = getattr(exc, "return_code", None)
+    cmd = getattr(exc, "docker_command", None)
+    shown = " ".join(cmd[:3]) if isinstance(cmd, list) else "docker"
+    return f"`{shown} …` failed with exit code {code}"
+
+
+def _strip_prefix(line: str) -> str:
+    for prefix in ("Error response from daemon: ", "Error: ", "error: "):
+        if line.startswith(prefix):
+            return line[len(prefix):]
+    return line

@@ -1,0 +1,67 @@
+"""Rendering: data to stdout, progress and errors to stderr. Rich is imported lazily.
+
+Rich honours NO_COLOR and falls back to plain text when the stream is not a terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Iterator
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+_consoles: dict[bool, "Console"] = {}
+
+
+def console(stderr: bool = False) -> "Console":
+    # Not cached across stream swaps (CliRunner replaces sys.stdout/sys.stderr per call).
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    cached = _consoles.get(stderr)
+    if cached is None or cached.file is not stream:
+        cached = Console(file=stream, stderr=stderr, highlight=False, soft_wrap=False)
+        _consoles[stderr] = cached
+    return cached
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str, sort_keys=False) + "\n")
+    sys.stdout.flush()
+
+
+def info(message: str) -> None:
+    """A progress/status line on stderr."""
+    console(stderr=True).print(message)
+
+
+def success(message: str) -> None:
+    console(stderr=True).print(f"[green]✔[/green] {message}")
+
+
+def warn(message: str) -> None:
+    console(stderr=True).print(f"[yellow]![/yellow] {message}")
+
+
+def error_line(message: str, hint: str | None = None) -> None:
+    from rich.markup import escape
+
+    err = console(stderr=True)
+    err.print(f"[bold red]Error:[/bold red] {escape(message)}", soft_wrap=True)
+    if hint:
+        err.print(f"  [dim]Fix:[/dim] {escape(hint)}", soft_wrap=True)
+
+
+@contextmanager
+def spinner(message: str) -> Iterator[None]:
+    """A spinner on stderr while something slow runs (plain line when not a terminal)."""
+    err = console(stderr=True)
+    if not err.is_terminal:
+        err.print(message)
+        yield
+        return
+    with err.status(message):
+        yield

@@ -1,0 +1,55 @@
+"""What the root options decide, shared by every command through `ctx.obj`.
+
+The project and the DockerClient are built lazily, once, the first time a command
+asks for them, so commands that need neither (help, version, env) stay fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from montero_ops.project import Project, find_project
+
+if TYPE_CHECKING:
+    from python_on_whales import DockerClient
+
+
+@dataclass
+class State:
+    project_dir: str | None = None
+    env_file: str | None = None
+    project_name: str | None = None
+    debug: bool = False
+    verbose: bool = False
+    _project: Project | None = field(default=None, repr=False)
+    _clients: dict[Any, "DockerClient"] = field(default_factory=dict, repr=False)
+
+    def project(self) -> Project:
+        if self._project is None:
+            self._project = find_project(self.project_dir, self.env_file, self.project_name)
+        return self._project
+
+    def client(self, project: Project | None = None, check: bool = True) -> "DockerClient":
+        """A DockerClient for the project (or a variant of it, e.g. with profiles).
+
+        With check=True the daemon and the Compose plugin are verified first
+        (exit 3 with the fix when either is missing).
+        """
+        from montero_ops.client import build_client, require_engine
+
+        project = project or self.project()
+        if project not in self._clients:
+            client = build_client(project)
+            if check:
+                require_engine(client)
+            self._clients[project] = client
+        return self._clients[project]
+
+
+def get_state(ctx: Any) -> State:
+    """The State from a click/typer context, creating a default one when absent (tests)."""
+    root = ctx.find_root()
+    if not isinstance(root.obj, State):
+        root.obj = State()
+    return root.obj
