@@ -1,0 +1,66 @@
+#!/bin/sh
+# Entry point of the production nginx (nginx:alpine's busybox sh and Debian's dash alike).
+#
+# nginx must start before any certificate exists (that is how the first Let's Encrypt
+# challenge gets answered), so the HTTPS server is switched on here, at start and on
+# `montero tls …` reloads, only when a readable certificate pair is mounted:
+#   montero-nginx start    decide, write /tmp/montero-nginx/*.conf, exec nginx in the foreground
+#   montero-nginx reload   decide again, `nginx -t`, then `nginx -s reload` (old config kept on failure)
+# nginx.conf includes /tmp/montero-nginx/server-*.conf inside its server block.
+set -eu
+
+CERTS=${MONTERO_CERTS_PATH:-/etc/nginx/certs}
+SNIPPETS=${MONTERO_SNIPPETS_PATH:-/etc/nginx/montero}
+OUT=${MONTERO_NGINX_GENERATED:-/tmp/montero-nginx}
+HTTPS_PORT=${MONTERO_HTTPS_PORT:-443}
+
+log() { echo "montero-nginx: $*" >&2; }
+
+# Write the snippets for one mode into $OUT.new, then swap it in.
+write_mode() {
+    rm -rf "$OUT.new"
+    mkdir -p "$OUT.new"
+    cp "$SNIPPETS/server-common.conf" "$OUT.new/server-00-common.conf"
+    if [ "$1" = https ]; then
+        # Browsers must be sent to the published HTTPS port, which tests move off 443.
+        suffix=""
+        [ "$HTTPS_PORT" = 443 ] || suffix=":$HTTPS_PORT"
+        sed "s|@HTTPS_PORT_SUFFIX@|$suffix|g" "$SNIPPETS/server-tls.conf" > "$OUT.new/server-10-tls.conf"
+    fi
+    rm -rf "$OUT.old"
+    [ ! -d "$OUT" ] || mv "$OUT" "$OUT.old"
+    mv "$OUT.new" "$OUT"
+}
+
+have_pair() { [ -r "$CERTS/fullchain.pem" ] && [ -s "$CERTS/fullchain.pem" ] && [ -r "$CERTS/privkey.pem" ]; }
+
+configure() {
+    if have_pair; then
+        write_mode https
+        if nginx -t -q 2>/dev/null; then
+            log "certificate found: serving HTTP (redirect) and HTTPS on 443"
+            return 0
+        fi
+        log "WARNING: the certificate in $CERTS is not usable by nginx ($(nginx -t 2>&1 | grep -m1 -E "emerg|error" || true)); HTTP only"
+    else
+        log "no certificate in $CERTS: HTTP only (run \`montero tls self-signed\` or \`montero tls issue\`)"
+    fi
+    write_mode http
+}
+
+case "${1:-start}" in
+    start)
+        configure
+        exec nginx -g 'daemon off;'
+        ;;
+    reload)
+        configure
+        nginx -t -q
+        nginx -s reload
+        log "reloaded"
+        ;;
+    *)
+        echo "usage: montero-nginx start|reload" >&2
+        exit 2
+        ;;
+esac
