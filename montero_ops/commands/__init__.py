@@ -11,7 +11,20 @@ from types import ModuleType
 
 # Order here is the order in `montero --help`.
 MODULES = [
+    "lifecycle",
+    "status",
+    "logs",
+    "exec",
+    "migrate",
+    "env",
+    "config",
+    "dev",
+    "inspect",
+    "prune",
+    "backup",
+    "setup",
     "version",
+    "tls",
 ]
 
 

@@ -1,0 +1,217 @@
+"""`montero backup`, `montero backups list|verify|prune`, `montero restore`."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+from montero_ops.commands._options import JsonOption, YesOption
+from montero_ops.errors import ExitCode, UsageError
+from montero_ops.state import get_state
+
+if TYPE_CHECKING:
+    from montero_ops.services.backups.stack import Stack
+
+
+class What(str, Enum):
+    all = "all"
+    sqlite = "sqlite"
+    redis = "redis"
+
+
+DirOption = Annotated[
+    Optional[Path], typer.Option("--dir", help="Backups folder (default: $MONTERO_BACKUP_DIR or ./backups).")
+]
+
+
+def _backups_dir(ctx: typer.Context, folder: Optional[Path]) -> Path:
+    return (folder or get_state(ctx).project().backups_dir).expanduser().resolve()
+
+
+def _stack(ctx: typer.Context, what: str) -> "Stack":
+    """The compose stack; without Docker a SQLite-only operation still works on the files."""
+    from montero_ops.errors import DockerUnavailable
+    from montero_ops.output import warn
+    from montero_ops.services.backups.stack import ComposeStack, NoStack
+
+    state = get_state(ctx)
+    try:
+        from montero_ops.engine import Engine
+
+        Engine().ping()
+        return ComposeStack(state.project(), state.client())
+    except DockerUnavailable:
+        if what != "sqlite":
+            raise
+        warn("Docker is not reachable: working on the SQLite file only (the app cannot be running)")
+        return NoStack()
+
+
+def _confirm_or_refuse(yes: bool, question: str, refusal: str) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError(refusal, hint="run it in a terminal to confirm, or pass --yes")
+    if not typer.confirm(question, default=False, err=True):
+        raise typer.Exit(ExitCode.USAGE)
+
+
+def backup(
+    ctx: typer.Context,
+    what: Annotated[What, typer.Argument(help="What to back up.")] = What.all,
+    compress: Annotated[bool, typer.Option("--compress", help="gzip the database copy.")] = False,
+    folder: DirOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Back up SQLite and/or Redis while the app keeps running; verified before it counts.
+
+    Example: montero backup sqlite --compress
+    """
+    from montero_ops.output import info, print_json, success
+    from montero_ops.services.backups import create_backup
+
+    project = get_state(ctx).project()
+    path, manifest = create_backup(project, what.value, _stack(ctx, what.value), _backups_dir(ctx, folder),
+                                   compress=compress, progress=info)
+    if json:
+        print_json(manifest.to_dict())
+        return
+    success(f"backup {manifest.id} ({', '.join(manifest.contents)}), integrity ok")
+    typer.echo(str(path))
+
+
+backups_app = typer.Typer(help="List, verify and prune backups.", no_args_is_help=True)
+
+
+@backups_app.command("list")
+def list_cmd(ctx: typer.Context, folder: DirOption = None, json: JsonOption = False) -> None:
+    """List backups, oldest first.
+
+    Example: montero backups list --json
+    """
+    from montero_ops.output import print_json
+    from montero_ops.services.backups import list_backups
+
+    refs = list_backups(_backups_dir(ctx, folder))
+    rows = [
+        {"id": r.id, "path": str(r.path), "created_at": r.manifest.created_at if r.manifest else None,
+         "project": r.manifest.project if r.manifest else None,
+         "contents": r.manifest.contents if r.manifest else [], "label": r.manifest.label if r.manifest else None,
+         "size": sum(f.size for f in r.manifest.files) if r.manifest else None,
+         "revision": (r.manifest.sqlite or {}).get("revision") if r.manifest else None, "problem": r.problem}
+        for r in refs
+    ]
+    if json:
+        print_json(rows)
+        return
+    if not rows:
+        typer.echo("no backups", err=True)
+        return
+    for row in rows:
+        size = f"{row['size'] / 1024 / 1024:.1f} MB" if row["size"] is not None else "?"
+        extra = f"  ! {row['problem']}" if row["problem"] else ("  (safety)" if row["label"] == "safety" else "")
+        typer.echo(f"{row['id']:55} {size:>10}  rev {row['revision'] or '-'}{extra}")
+
+
+@backups_app.command("verify")
+def verify_cmd(
+    ctx: typer.Context,
+    ref: Annotated[Optional[str], typer.Argument(help="Backup ID or path (default: the newest).")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Verify every backup.")] = False,
+    folder: DirOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Check checksums, the database's integrity and the manifest; exit 1 when any backup fails.
+
+    Example: montero backups verify --all
+    """
+    from montero_ops.output import print_json
+    from montero_ops.services.backups import find_backup, list_backups, verify_backup
+
+    root = _backups_dir(ctx, folder)
+    paths = [r.path for r in list_backups(root)] if all_ else [find_backup(root, ref, latest=ref is None)]
+    results = [verify_backup(p) for p in paths]
+    if json:
+        print_json([r.to_dict() for r in results])
+    else:
+        for r in results:
+            typer.echo(f"{'ok  ' if r.ok else 'FAIL'} {r.id}" + ("" if r.ok else f": {'; '.join(r.problems)}"))
+    if not all(r.ok for r in results):
+        raise typer.Exit(ExitCode.FAILED)
+
+
+@backups_app.command("prune")
+def prune_cmd(
+    ctx: typer.Context,
+    keep: Annotated[int, typer.Option("--keep", help="How many of the newest backups to keep.")],
+    older_than: Annotated[Optional[str], typer.Option("--older-than", help="Only delete backups older than this (30d, 12h, 2w).")] = None,
+    yes: YesOption = False,
+    folder: DirOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Delete old backups; never the newest verified one. Lists what it deletes.
+
+    Example: montero backups prune --keep 7 --older-than 30d --yes
+    """
+    from montero_ops.output import print_json, success
+    from montero_ops.services.backups import apply_prune, plan_prune
+
+    plan = plan_prune(_backups_dir(ctx, folder), keep, older_than)
+    if not plan.delete:
+        typer.echo("nothing to prune", err=True)
+        if json:
+            print_json(plan.to_dict())
+        return
+    for ref in plan.delete:
+        typer.echo(f"delete {ref.id}", err=True)
+    names = ", ".join(r.id for r in plan.delete)
+    _confirm_or_refuse(yes, f"Delete {len(plan.delete)} backup(s)?", f"prune would delete {names}; pass --yes")
+    apply_prune(plan)
+    if json:
+        print_json(plan.to_dict())
+    success(f"deleted {len(plan.delete)} backup(s); newest verified kept: {plan.protected or 'none'}")
+
+
+def restore(
+    ctx: typer.Context,
+    what: Annotated[What, typer.Argument(help="What to restore.")],
+    ref: Annotated[Optional[str], typer.Argument(help="Backup ID or path.")] = None,
+    latest: Annotated[bool, typer.Option("--latest", help="Use the newest backup of this project.")] = False,
+    yes: YesOption = False,
+    folder: DirOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Restore a verified backup; a safety backup is taken first and put back on any failure.
+
+    Example: montero restore all --latest --yes
+    """
+    from montero_ops.output import info, print_json, success
+    from montero_ops.services.backups import find_backup, plan_restore, run_restore
+
+    if not ref and not latest:
+        raise UsageError("say which backup: an ID, a path, or --latest", hint="see `montero backups list`")
+    project = get_state(ctx).project()
+    root = _backups_dir(ctx, folder)
+    path = find_backup(root, ref, latest=latest, project=project.name)
+    plan = plan_restore(project, what.value, path, root)
+    overwrites = "; ".join(plan.overwrites) or "nothing (no current data)"
+    _confirm_or_refuse(yes, f"Restore {path.name}, overwriting {overwrites}?",
+                       f"restore would overwrite {overwrites} with backup {path.name}; pass --yes")
+    result = run_restore(plan, project, _stack(ctx, what.value), root, progress=info)
+    if json:
+        print_json(result.to_dict())
+        return
+    for note in result.notes:
+        info(note)
+    success(f"restored {'+'.join(result.restored)} from {result.backup}"
+            + (f" (safety backup: {result.safety_backup})" if result.safety_backup else ""))
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(backup)
+    app.add_typer(backups_app, name="backups")
+    app.command()(restore)

@@ -1,0 +1,142 @@
+"""`montero backup`: one folder per backup, checked before it counts as done."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Callable
+
+from montero_ops import __version__
+from montero_ops.errors import MonteroError
+from montero_ops.project import Project
+from montero_ops.services.backups import sqlite_db
+from montero_ops.services.backups.manifest import FileEntry, Manifest, backup_id, sha256_file, utc_now, write_manifest
+from montero_ops.services.backups.redis_data import snapshot
+from montero_ops.services.backups.stack import Stack, scratch_dir
+
+Progress = Callable[[str], None]
+ORDER = ("sqlite", "redis")
+MARGIN = 8 * 1024 * 1024
+
+
+def normalize_what(what: str | list[str]) -> list[str]:
+    items = ORDER if what == "all" else ([what] if isinstance(what, str) else what)
+    return [w for w in ORDER if w in items]
+
+
+def require_space(folder: Path, needed: int, what: str) -> None:
+    """Refuse before writing anything when the disk cannot hold the result."""
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    if free < needed + MARGIN:
+        raise MonteroError(
+            f"not enough free space in {folder} for {what}: need {_mb(needed + MARGIN)}, {_mb(free)} free",
+            hint="free some space, prune old backups (`montero backups prune`), or use --dir elsewhere",
+        )
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1024 / 1024:.1f} MB"
+
+
+def sqlite_size(db: Path) -> int:
+    return sum(p.stat().st_size for p in (db, Path(f"{db}-wal")) if p.exists())
+
+
+def create_backup(
+    project: Project,
+    what: str | list[str],
+    stack: Stack,
+    backups_dir: Path,
+    compress: bool = False,
+    label: str = "manual",
+    db_path: Path | None = None,
+    progress: Progress = lambda _msg: None,
+    require_integrity: bool = True,
+) -> tuple[Path, Manifest]:
+    contents = normalize_what(what)
+    db = db_path or (sqlite_db.database_path(project) if "sqlite" in contents else None)
+    if db is not None and "sqlite" in contents and not db.exists():
+        raise MonteroError(f"no SQLite database at {db}", hint="start the stack once (`montero up`) so it creates it")
+    if db is not None and "sqlite" in contents:
+        # The copy, plus its compressed form while both exist.
+        require_space(backups_dir, sqlite_size(db) * (2 if compress else 1), "the SQLite backup")
+    when = utc_now()
+    work = scratch_dir(backups_dir)
+    files: list[FileEntry] = []
+    manifest = Manifest(
+        id="", created_at=when.isoformat().replace("+00:00", "Z"), montero_version=__version__,
+        project=project.name, contents=contents, label=label,
+    )
+    try:
+        if "sqlite" in contents and db is not None:
+            manifest.sqlite = _backup_sqlite(db, work, compress, files, progress, require_integrity)
+            try:
+                manifest.sqlite["source"] = str(db.relative_to(project.root))
+            except ValueError:
+                manifest.sqlite["source"] = str(db)
+        if "redis" in contents:
+            manifest.redis = _backup_redis(stack, work, files, progress)
+        manifest.files = files
+        final = _final_path(backups_dir, backup_id(when, project.name, contents))
+        manifest.id = final.name
+        write_manifest(work, manifest)
+        work.rename(final)
+        sqlite_db.fsync_dir(backups_dir)
+        return final, manifest
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
+def _final_path(backups_dir: Path, base: str) -> Path:
+    candidate, n = backups_dir / base, 1
+    while candidate.exists():
+        n += 1
+        candidate = backups_dir / f"{base}-{n}"
+    return candidate
+
+
+def _backup_sqlite(
+    db: Path, work: Path, compress: bool, files: list[FileEntry], progress: Progress, require_integrity: bool
+) -> dict[str, object]:
+    copy = work / db.name
+    progress(f"SQLite: online copy of {db} ({_mb(sqlite_size(db))})")
+    sqlite_db.online_copy(db, copy)
+    progress("SQLite: PRAGMA integrity_check on the copy")
+    check = sqlite_db.integrity_check(copy)
+    if check != "ok" and require_integrity:
+        raise MonteroError(f"the copy of {db.name} fails PRAGMA integrity_check: {check}",
+                           hint="the live database may be damaged; see docs/backups.md (recovery)")
+    revision, counts = sqlite_db.stats(copy)
+    size, digest = copy.stat().st_size, sha256_file(copy)
+    entry = FileEntry(name=copy.name, role="sqlite", size=size, sha256=digest)
+    if compress:
+        progress("SQLite: compressing (gzip)")
+        packed = work / (copy.name + ".gz")
+        sqlite_db.gzip_file(copy, packed)
+        copy.unlink()
+        entry = FileEntry(name=packed.name, role="sqlite", size=packed.stat().st_size, sha256=sha256_file(packed),
+                          compression="gzip", uncompressed_size=size)
+    files.append(entry)
+    return {"revision": revision, "tables": counts, "integrity_check": check, "uncompressed_sha256": digest}
+
+
+def _backup_redis(stack: Stack, work: Path, files: list[FileEntry], progress: Progress) -> dict[str, object]:
+    dest = work / "redis"
+    if stack.running("redis"):
+        progress("Redis: BGSAVE, waiting for LASTSAVE to move")
+        info = snapshot(stack.redis(), dest)
+        info["source"] = "running redis (BGSAVE)"
+    else:
+        progress("Redis: not running, reading its data volume with a throwaway container")
+        info = stack.redis_snapshot_stopped(dest)
+    for path in sorted(p for p in dest.rglob("*") if p.is_file()):
+        role = "redis-rdb" if path.name == "dump.rdb" and path.parent == dest else "redis-aof"
+        files.append(FileEntry(name=str(path.relative_to(work)), role=role, size=path.stat().st_size,
+                               sha256=sha256_file(path)))
+    if not any(f.role == "redis-rdb" for f in files):
+        raise MonteroError("Redis produced no dump.rdb")
+    return info

@@ -1,0 +1,57 @@
+"""`montero backups prune`: retention that never deletes the newest verified backup."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from montero_ops.errors import UsageError
+from montero_ops.services.backups.manifest import BackupRef, list_backups, utc_now
+from montero_ops.services.backups.verify import verify_backup
+
+_AGE = re.compile(r"^(\d+)\s*([dhw])$")
+
+
+def parse_age(text: str) -> timedelta:
+    match = _AGE.match(text.strip().lower())
+    if not match:
+        raise UsageError(f"--older-than {text!r}: use a number and d, h or w (e.g. 30d)")
+    n, unit = int(match.group(1)), match.group(2)
+    return {"d": timedelta(days=n), "h": timedelta(hours=n), "w": timedelta(weeks=n)}[unit]
+
+
+@dataclass
+class PrunePlan:
+    delete: list[BackupRef]
+    keep: list[BackupRef]
+    protected: str | None  # the newest verified backup
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"delete": [r.id for r in self.delete], "keep": [r.id for r in self.keep], "protected": self.protected}
+
+
+def plan_prune(backups_dir: Path, keep: int, older_than: str | None = None, now: datetime | None = None) -> PrunePlan:
+    if keep < 0:
+        raise UsageError("--keep must be 0 or more")
+    refs = list_backups(backups_dir)
+    newest_first = list(reversed(refs))
+    protected = next((r for r in newest_first if r.manifest and verify_backup(r.path).ok), None)
+    cutoff = (now or utc_now()) - parse_age(older_than) if older_than else None
+    delete, kept = [], []
+    for index, ref in enumerate(newest_first):
+        old_enough = cutoff is None or (ref.manifest is not None and ref.manifest.created < cutoff) or (
+            ref.manifest is None and datetime.fromtimestamp(ref.path.stat().st_mtime, cutoff.tzinfo) < cutoff)
+        if index >= keep and old_enough and ref is not protected:
+            delete.append(ref)
+        else:
+            kept.append(ref)
+    return PrunePlan(delete, kept, protected.id if protected else None)
+
+
+def apply_prune(plan: PrunePlan) -> None:
+    for ref in plan.delete:
+        shutil.rmtree(ref.path)

@@ -1,0 +1,183 @@
+"""`montero restore`: verify, safety backup, stop only what must stop, swap atomically,
+start, wait for health; on any failure put the safety backup back the same way."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from montero_ops.errors import MonteroError, UsageError
+from montero_ops.project import Project
+from montero_ops.services.backups import sqlite_db
+from montero_ops.services.backups.create import create_backup, normalize_what, require_space
+from montero_ops.services.backups.manifest import Manifest, sha256_file
+from montero_ops.services.backups.redis_data import persistence_mode
+from montero_ops.services.backups.stack import Stack
+from montero_ops.services.backups.verify import check_backup
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Migrations:
+    heads: set[str]
+    known: set[str]
+
+
+def migrations(project: Project) -> Migrations | None:
+    """Heads and all revisions of the project's backend/migrations (Alembic imported lazily)."""
+    folder = project.root / "backend" / "migrations"
+    if not (folder / "env.py").is_file():
+        return None
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory(str(folder))
+    return Migrations(set(script.get_heads()), {s.revision for s in script.walk_revisions()})
+
+
+@dataclass
+class RestorePlan:
+    folder: Path
+    manifest: Manifest
+    what: list[str]
+    db_path: Path | None
+    revision: str | None
+    heads: set[str] | None
+    needs_migration: bool
+    overwrites: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"backup": self.folder.name, "what": self.what, "revision": self.revision,
+                "heads": sorted(self.heads or []), "needs_migration": self.needs_migration,
+                "overwrites": self.overwrites}
+
+
+def plan_restore(project: Project, what: str, folder: Path, backups_dir: Path, db_path: Path | None = None) -> RestorePlan:
+    """Every check that can refuse, before anything is touched."""
+    manifest = check_backup(folder)
+    if manifest.project != project.name:
+        raise UsageError(f'backup {folder.name} belongs to project "{manifest.project}", not "{project.name}"',
+                         hint="restore it from that project, or pass --project-name if this is the same stack renamed")
+    wanted = normalize_what(what)
+    missing = [w for w in wanted if w not in manifest.contents]
+    if missing:
+        raise UsageError(f"backup {folder.name} holds {'+'.join(manifest.contents)}, not {'+'.join(missing)}")
+    revision = (manifest.sqlite or {}).get("revision") if "sqlite" in wanted else None
+    mig = migrations(project) if "sqlite" in wanted else None
+    needs_migration = False
+    if revision and mig is not None:
+        if revision not in mig.known:
+            raise UsageError(
+                f"backup {folder.name} has database revision {revision}, newer than this code's head "
+                f"{', '.join(sorted(mig.heads))}",
+                hint="update the code (git pull) to a version that knows this revision, then restore",
+            )
+        needs_migration = revision not in mig.heads
+    plan = RestorePlan(folder, manifest, wanted, None, revision, mig.heads if mig else None, needs_migration)
+    if "sqlite" in wanted:
+        plan.db_path = db_path or sqlite_db.database_path(project)
+        entry = manifest.file("sqlite")
+        assert entry is not None
+        need = entry.uncompressed_size or entry.size
+        require_space(plan.db_path.parent, need, "the restored database")
+        if plan.db_path.exists():
+            require_space(backups_dir, sqlite_db.sqlite_size(plan.db_path), "the safety backup")
+            plan.overwrites.append(str(plan.db_path))
+    if "redis" in wanted:
+        plan.overwrites.append("Redis data (dump.rdb and the append-only files in its volume)")
+    return plan
+
+
+@dataclass
+class RestoreResult:
+    backup: str
+    safety_backup: str | None
+    restored: list[str]
+    notes: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"backup": self.backup, "safety_backup": self.safety_backup, "restored": self.restored,
+                "notes": self.notes}
+
+
+def run_restore(
+    plan: RestorePlan, project: Project, stack: Stack, backups_dir: Path, progress: Progress = lambda _m: None
+) -> RestoreResult:
+    had_db = plan.db_path is not None and plan.db_path.exists()
+    safety_what = [w for w in plan.what if w != "sqlite" or had_db]
+    app_running = "sqlite" in plan.what and stack.running("app")
+    redis_running = "redis" in plan.what and stack.running("redis")
+    aof = _redis_aof(plan, stack, redis_running)
+    safety: tuple[Path, Manifest] | None = None
+    if safety_what:
+        progress(f"safety backup of the current {'+'.join(safety_what)}")
+        try:
+            safety = create_backup(project, safety_what, stack, backups_dir, label="safety", db_path=plan.db_path,
+                                   progress=progress, require_integrity=False)
+        except MonteroError as exc:
+            raise MonteroError(f"could not take the safety backup, nothing was changed: {exc.message}",
+                               hint=exc.hint) from exc
+    to_stop = (["app"] if app_running else []) + (["redis"] if redis_running else [])
+    notes: list[str] = []
+    try:
+        _apply(plan.folder, plan.manifest, plan, stack, to_stop, aof, progress)
+    except BaseException as exc:
+        reason = exc.message if isinstance(exc, MonteroError) else (str(exc) or type(exc).__name__)
+        if safety is None:
+            raise MonteroError(f"restore failed: {reason} (there was no previous data to put back)") from exc
+        progress(f"restore failed ({reason}); putting back the safety backup {safety[0].name}")
+        try:
+            _apply(safety[0], safety[1], plan, stack, to_stop, aof, progress)
+        except BaseException as exc2:
+            why = exc2.message if isinstance(exc2, MonteroError) else str(exc2)
+            raise MonteroError(
+                f"restore failed: {reason}; putting the previous data back ALSO failed: {why}",
+                hint=f"the previous data is in {safety[0]}: `montero restore {'+'.join(safety_what)} {safety[0].name} --yes`",
+            ) from exc2
+        raise MonteroError(
+            f"restore failed: {reason}; the data from before the restore was put back "
+            f"(safety backup {safety[0].name}) and the stack restarted",
+        ) from exc
+    if plan.needs_migration:
+        notes.append(f"database revision {plan.revision} is older than head {', '.join(sorted(plan.heads or []))}: "
+                     + ("the app ran `alembic upgrade head` on start" if app_running
+                        else "migrations run on the next `montero up`"))
+    if "sqlite" in plan.what and not app_running:
+        notes.append("the app was not running: start it with `montero up`")
+    return RestoreResult(plan.folder.name, safety[0].name if safety else None, plan.what, notes)
+
+
+def _redis_aof(plan: RestorePlan, stack: Stack, running: bool) -> bool:
+    """The append-only setting of the Redis that will load the data (not of the backup's)."""
+    if "redis" not in plan.what:
+        return False
+    if running:
+        return persistence_mode(stack.redis()) == "aof"
+    return (plan.manifest.redis or {}).get("persistence") == "aof"
+
+
+def _apply(folder: Path, manifest: Manifest, plan: RestorePlan, stack: Stack, to_stop: list[str], aof: bool,
+           progress: Progress) -> None:
+    if to_stop:
+        progress(f"stopping {', '.join(to_stop)}")
+        stack.stop(to_stop)
+    if "sqlite" in plan.what and plan.db_path is not None and "sqlite" in manifest.contents:
+        entry = manifest.file("sqlite")
+        assert entry is not None
+        progress(f"SQLite: putting {entry.name} in place of {plan.db_path} (atomic rename)")
+        staged = sqlite_db.stage_copy(folder / entry.name, plan.db_path, entry.compression == "gzip")
+        try:
+            expected = (manifest.sqlite or {}).get("uncompressed_sha256") or entry.sha256
+            if sha256_file(staged) != expected:
+                raise MonteroError(f"the staged copy of {entry.name} does not match its checksum")
+            sqlite_db.swap_in(staged, plan.db_path)
+        finally:
+            staged.unlink(missing_ok=True)
+    if "redis" in plan.what and "redis" in manifest.contents:
+        progress("Redis: putting dump.rdb in place" + (" and rebuilding the append-only file" if aof else ""))
+        stack.redis_restore(folder / "redis", aof)
+    if to_stop:
+        start = [s for s in ("redis", "app") if s in to_stop]
+        progress(f"starting {', '.join(start)} and waiting until healthy")
+        stack.start(start)

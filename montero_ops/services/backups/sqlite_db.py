@@ -1,0 +1,219 @@
+"""SQLite: online consistent copy, checks, statistics and the atomic file swap.
+
+The copy uses SQLite's backup API in one step (`pages=-1`): it holds one read
+transaction, so in WAL mode the app keeps writing while the copy sees one
+consistent snapshot. Stepping page by page would restart on every foreign write
+and might never finish under load.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+from urllib.parse import unquote
+
+from montero_ops.errors import MonteroError, UsageError
+from montero_ops.project import Project
+
+DEFAULT_DB = "mi_sistema.db"
+CONTAINER_DATA = "/app/data"
+SIDECARS = ("-wal", "-shm", "-journal")
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines of a .env file (the subset compose understands that matters here)."""
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.removeprefix("export ").partition("=")
+        values[key.strip()] = value.strip().strip("'\"")
+    return values
+
+
+def database_path(project: Project) -> Path:
+    """Where the app's SQLite file lives on the host (the ./data bind mount).
+
+    DATABASE_URL (from the project's .env) may name another file under /app/data;
+    PostgreSQL is refused clearly rather than half-supported.
+    """
+    url = read_env_file(project.env_file).get("DATABASE_URL") or os.environ.get("MONTERO_DATABASE_URL", "")
+    if not url:
+        return project.data_dir / DEFAULT_DB
+    if url.startswith(("postgres://", "postgresql://", "postgresql+")):
+        raise MonteroError(
+            "DATABASE_URL points to PostgreSQL: `montero backup` covers SQLite and Redis only",
+            hint="back PostgreSQL up with pg_dump (separate production support, see docs/backups.md)",
+        )
+    if not url.startswith("sqlite:///"):
+        raise MonteroError(f"unsupported DATABASE_URL scheme for backups: {url.split(':', 1)[0]}")
+    path = unquote(url[len("sqlite:///"):])
+    if path.startswith(CONTAINER_DATA + "/"):
+        return project.data_dir / path[len(CONTAINER_DATA) + 1:]
+    if not path.startswith("/"):  # relative to the app's working directory /app
+        return project.root / path if not path.startswith("data/") else project.data_dir / path[5:]
+    raise MonteroError(
+        f"the database {path} is outside the data bind mount ({CONTAINER_DATA}); montero cannot reach it from the host"
+    )
+
+
+def online_copy(source: Path, dest: Path) -> None:
+    """Consistent copy of a live database into dest (a new file).
+
+    Opening the source as root would create -wal/-shm owned by root that the app
+    (uid 1000) could not write; fix_sidecar_owner puts ownership back.
+    """
+    src = sqlite3.connect(f"file:{source}?mode=rw", uri=True, timeout=30)
+    try:
+        dst = sqlite3.connect(dest)
+        try:
+            src.backup(dst, pages=-1)
+        finally:
+            dst.close()
+    finally:
+        src.close()
+        fix_sidecar_owner(source)
+
+
+def fix_sidecar_owner(db: Path) -> None:
+    try:
+        st = db.stat()
+    except FileNotFoundError:
+        return
+    for suffix in SIDECARS:
+        side = Path(str(db) + suffix)
+        try:
+            if side.exists() and (side.stat().st_uid, side.stat().st_gid) != (st.st_uid, st.st_gid):
+                os.chown(side, st.st_uid, st.st_gid)
+        except OSError:
+            pass
+
+
+def integrity_check(path: Path) -> str:
+    """'ok' or SQLite's first complaint (a non-database file counts as a complaint)."""
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            rows = con.execute("PRAGMA integrity_check").fetchall()
+        finally:
+            con.close()
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
+    result = "; ".join(str(r[0]) for r in rows[:3])
+    return result or "no result"
+
+
+def user_tables(con: sqlite3.Connection) -> list[str]:
+    rows = con.execute(
+        "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def stats(path: Path) -> tuple[str | None, dict[str, int]]:
+    """(Alembic revision or None, row count per table) of a database file."""
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        tables = user_tables(con)
+        counts = {t: con.execute(f'SELECT COUNT(*) FROM "{t}"').fetchone()[0] for t in tables}
+        revision = None
+        if "alembic_version" in tables:
+            row = con.execute("SELECT version_num FROM alembic_version").fetchone()
+            revision = row[0] if row else None
+        return revision, counts
+    finally:
+        con.close()
+
+
+def table_checksums(path: Path) -> dict[str, str]:
+    """SHA-256 of every table's rows in rowid order: equal checksums mean equal data."""
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        result = {}
+        for table in user_tables(con):
+            digest = hashlib.sha256()
+            for row in con.execute(f'SELECT * FROM "{table}" ORDER BY 1'):
+                digest.update(repr(row).encode())
+            result[table] = digest.hexdigest()
+        return result
+    finally:
+        con.close()
+
+
+def gzip_file(src: Path, dest: Path) -> None:
+    with open(src, "rb") as fin, gzip.open(dest, "wb", compresslevel=6) as fout:
+        shutil.copyfileobj(fin, fout, 1 << 20)
+
+
+def gunzip_file(src: Path, dest: Path) -> None:
+    try:
+        with gzip.open(src, "rb") as fin, open(dest, "wb") as fout:
+            shutil.copyfileobj(fin, fout, 1 << 20)
+    except (OSError, EOFError) as exc:
+        raise UsageError(f"{src.name} cannot be decompressed: {exc}") from exc
+
+
+def checkpoint(db: Path) -> None:
+    """Fold the WAL into the main file so the file alone is the whole database.
+
+    Run with the app stopped, before the swap: afterwards removing -wal/-shm
+    loses nothing, so an interruption leaves exactly the old database.
+    """
+    if not db.exists():
+        return
+    con = sqlite3.connect(db, timeout=30)
+    try:
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        con.close()
+    fix_sidecar_owner(db)
+
+
+def fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def swap_in(staged: Path, target: Path) -> None:
+    """Put `staged` (a complete file in target's folder) in place of target atomically.
+
+    Order matters for crash safety: the old database is checkpointed first, then its
+    stale -wal/-shm go, then one rename. Killed at any point, target is either the
+    whole old database or the whole new one, never the new file with the old WAL.
+    """
+    if staged.parent != target.parent:
+        raise ValueError("staged file must be in the target's folder (rename must be atomic)")
+    checkpoint(target)
+    for suffix in SIDECARS:
+        Path(str(target) + suffix).unlink(missing_ok=True)
+    os.replace(staged, target)
+    fsync_dir(target.parent)
+
+
+def stage_copy(source: Path, target: Path, compressed: bool) -> Path:
+    """Copy (or decompress) a backup file next to target, fsynced, owned and moded like target."""
+    staged = target.parent / f".{target.name}.restore-{os.getpid()}.tmp"
+    if compressed:
+        gunzip_file(source, staged)
+    else:
+        shutil.copyfile(source, staged)
+    with open(staged, "rb+") as fh:
+        os.fsync(fh.fileno())
+    ref = target if target.exists() else target.parent
+    st = ref.stat()
+    try:
+        os.chown(staged, st.st_uid, st.st_gid)
+    except PermissionError:
+        pass  # not root: the file is ours, like the one it replaces
+    os.chmod(staged, (st.st_mode & 0o777) if target.exists() else 0o644)
+    return staged
