@@ -1,0 +1,196 @@
+"""Figures 1-4 and 10: the CLI against the docker commands it replaces."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.lib import BenchError, Settings, alternate, fmt_ratio, fmt_s, log, ratio, run
+from bench.report import Figure, verdict
+from bench.stack import Stack
+
+
+def montero_python() -> str:
+    """The interpreter montero runs under (its console script's shebang): the fair floor."""
+    script = shutil.which("montero")
+    if script:
+        first = Path(script).read_text(errors="replace").splitlines()[0]
+        if first.startswith("#!") and " " not in first[2:].strip():
+            return first[2:].strip()
+    return sys.executable
+
+
+def import_profile(top: int = 8) -> str:
+    """The slowest imports of `montero --help` (python -X importtime), for the notes."""
+    proc = subprocess.run([montero_python(), "-X", "importtime", "-c",
+                           "import sys; sys.argv=['montero','--help']\nfrom montero_ops.cli import main\n"
+                           "try:\n main()\nexcept SystemExit: pass"],
+                          capture_output=True, text=True, timeout=60)
+    rows: list[tuple[int, str]] = []
+    for line in proc.stderr.splitlines():
+        if not line.startswith("import time:") or "cumulative" in line:
+            continue
+        _self_us, cum_us, name = line.split(":", 1)[1].split("|")
+        rows.append((int(cum_us), name.rstrip()))
+    # Top-level imports only (nested ones are indented under their importer).
+    indent = min((len(n) - len(n.lstrip()) for _, n in rows), default=0)
+    heavy = [r for r in sorted(rows, reverse=True) if len(r[1]) - len(r[1].lstrip()) == indent][:top]
+    loaded = {name.strip().split(".")[0] for _, name in rows}
+    flags = [m for m in ("python_on_whales", "docker", "pydantic", "rich") if m in loaded]
+    text = ", ".join(f"`{n.strip()}` {us / 1000:.0f} ms" for us, n in heavy)
+    return f"slowest imports (cumulative): {text}; heavy modules loaded: {', '.join(flags) or 'none'}"
+
+
+def fig1(settings: Settings) -> Figure:
+    fig = Figure(1, "`montero --help` / `--version` wall time", "faster than `docker compose version`")
+    py = montero_python()
+    steps = {
+        "montero --help": ["montero", "--help"],
+        "montero --version": ["montero", "--version"],
+        "python -c pass (floor)": [py, "-c", "pass"],
+        "docker compose version": ["docker", "compose", "version"],
+    }
+    runs = Settings(runs=max(settings.runs, 10), warmup=2)  # cheap commands: more runs
+    samples = alternate(steps, runs)
+    compose = samples["docker compose version"]
+    fig.header = ["command", "median", "ratio to `docker compose version`"]
+    fig.rows = [[f"`{n}`", fmt_s(s.median), fmt_ratio(ratio(s, compose))] for n, s in samples.items()]
+    worst = max(samples["montero --help"].median, samples["montero --version"].median)
+    fig.verdict = verdict(worst < compose.median)
+    fig.summary = (f"--help {fmt_s(samples['montero --help'].median)}, --version "
+                   f"{fmt_s(samples['montero --version'].median)} vs compose {fmt_s(compose.median)} "
+                   f"(ratio {fmt_ratio(worst / compose.median)})")
+    fig.runs = runs.runs
+    fig.notes.append(import_profile())
+    return fig
+
+
+def _ab_figure(number: int, title: str, target: str, a_name: str, a: list[str], b_name: str, b: list[str],
+               settings: Settings, env: dict[str, str], limit: float) -> Figure:
+    fig = Figure(number, title, target)
+    runs = Settings(runs=max(settings.runs, 10), warmup=2)
+    samples = alternate({a_name: a, b_name: b}, runs, env=env)
+    r = ratio(samples[a_name], samples[b_name])
+    fig.header = ["command", "median", "ratio"]
+    fig.rows = [[f"`{a_name}`", fmt_s(samples[a_name].median), fmt_ratio(r)],
+                [f"`{b_name}`", fmt_s(samples[b_name].median), "1.00"]]
+    fig.verdict = verdict(r <= limit)
+    fig.summary = f"{fmt_s(samples[a_name].median)} vs {fmt_s(samples[b_name].median)} (ratio {fmt_ratio(r)})"
+    fig.runs = runs.runs
+    return fig
+
+
+def fig2(stack: Stack, settings: Settings) -> Figure:
+    return _ab_figure(2, "`montero ps --json` on the running stack", "ratio ≤ 1.0",
+                      "montero ps --json", stack.montero_cmd("ps", "--json"),
+                      "docker compose ps --format json", stack.compose_cmd("ps", "--format", "json"),
+                      settings, stack.env, 1.0)
+
+
+def fig3(stack: Stack, settings: Settings) -> Figure:
+    ids = stack.container_ids()
+    if not ids:
+        raise BenchError("the stack has no containers")
+    return _ab_figure(3, "`montero health`", "ratio ≤ 1.0",
+                      "montero health", stack.montero_cmd("health"),
+                      "docker inspect --format {{.State.Health.Status}} <ids>",
+                      ["docker", "inspect", "--format", "{{.Name}} {{.State.Health.Status}}", *ids],
+                      settings, stack.env, 1.0)
+
+
+def fig4(settings: Settings) -> Figure:
+    """Start from built images until healthy; `down` (unmeasured) before every start."""
+    stack = Stack("up")
+    try:
+        fig = Figure(4, "`montero up` from built images until every service is healthy", "ratio ≤ 1.1")
+        runs = Settings(runs=settings.runs, warmup=1)
+        samples = alternate(
+            {"montero up": stack.montero_cmd("up"),
+             "docker compose up -d --wait": stack.compose_cmd("up", "-d", "--wait")},
+            runs, env=stack.env, between=stack.down, timeout=300)
+        r = ratio(samples["montero up"], samples["docker compose up -d --wait"])
+        fig.header = ["command", "median", "min", "max", "ratio"]
+        fig.rows = [[f"`{n}`", fmt_s(s.median), fmt_s(min(s.seconds)), fmt_s(max(s.seconds)),
+                     fmt_ratio(ratio(s, samples["docker compose up -d --wait"]))] for n, s in samples.items()]
+        fig.verdict = verdict(r <= 1.1)
+        fig.summary = (f"{fmt_s(samples['montero up'].median)} vs "
+                       f"{fmt_s(samples['docker compose up -d --wait'].median)} (ratio {fmt_ratio(r)})")
+        fig.runs = runs.runs
+        fig.notes.append("both wait for the app's healthcheck (interval 15 s in docker/compose.yml), which "
+                         "dominates the time; `docker compose down --volumes` runs, unmeasured, before each start")
+        return fig
+    finally:
+        stack.close(remove_images=False)
+
+
+LOG_SCRIPT = ("import sys\nw = sys.stdout.write\nfor i in range({n}):\n"
+              "    w(f'172.18.0.1 - - [28/Nov/2026:04:00:00 -0500] \"GET /api/clients?page={{i % 50}} HTTP/1.1\" "
+              "200 1234 \"-\" \"bench/1.0\" line {{i}}\\n')\n")
+
+
+def fig10(settings: Settings, lines: int = 1_000_000) -> Figure:
+    """A labelled container of the app image plays the `app` service and logs N lines."""
+    stack = Stack("logs")
+    chunk = lines // 10
+    name = f"{stack.name}-app-1"
+    try:
+        fig = Figure(10, f"`montero logs app --since 10m` over {lines:,} log lines",
+                     "ratio ≤ 1.1, memory flat (not growing with the log)")
+        image = stack.app_image()
+        labels = {"com.docker.compose.project": stack.name, "com.docker.compose.service": "app",
+                  "com.docker.compose.oneoff": "False", "com.docker.compose.container-number": "1",
+                  "com.docker.compose.project.working_dir": str(stack.root),
+                  "com.docker.compose.project.config_files": str(stack.root / "docker" / "compose.yml")}
+        cmd = ["docker", "create", "--name", name, "--log-driver", "json-file", "--entrypoint", "python3"]
+        for key, value in labels.items():
+            cmd += ["--label", f"{key}={value}"]
+        run(cmd + [image, "-c", LOG_SCRIPT.format(n=chunk)])
+        steps = {"montero logs app --since 10m": stack.montero_cmd("logs", "app", "--since", "10m"),
+                 "docker compose logs app --since 10m": stack.compose_cmd("logs", "app", "--since", "10m")}
+        small_runs = Settings(runs=3, warmup=1)
+        # 1/10 of the log first: peak memory there vs at full size shows whether it grows.
+        run(["docker", "start", "-a", name], capture=True, timeout=300)
+        small = alternate(steps, small_runs, env=stack.env, memory=True, timeout=300)
+        started = time.monotonic()
+        for _ in range(9):
+            run(["docker", "start", "-a", name], capture=True, timeout=300)
+        log(f"fig10: {lines:,} lines written in {time.monotonic() - started + 0:.0f}s (+ first tenth)")
+        count = _count_lines(stack)
+        full = alternate(steps, Settings(runs=settings.runs, warmup=1), env=stack.env, memory=True, timeout=600)
+        count_after = _count_lines(stack)
+        a, b = "montero logs app --since 10m", "docker compose logs app --since 10m"
+        r = ratio(full[a], full[b])
+        fig.header = ["command", f"median wall ({chunk:,} lines)", f"median wall ({lines:,})",
+                      f"peak RSS ({chunk:,})", f"peak RSS ({lines:,})", "ratio (wall, full log)"]
+        for n in (a, b):
+            fig.rows.append([f"`{n}`", fmt_s(small[n].median), fmt_s(full[n].median),
+                             f"{small[n].peak_median_mib:.0f} MiB", f"{full[n].peak_median_mib:.0f} MiB",
+                             fmt_ratio(ratio(full[n], full[b]))])
+        growth = full[a].peak_median_mib - small[a].peak_median_mib
+        flat = growth <= max(20.0, 0.2 * small[a].peak_median_mib)
+        fig.verdict = verdict(r <= 1.1 and flat)
+        fig.summary = (f"{fmt_s(full[a].median)} vs {fmt_s(full[b].median)} (ratio {fmt_ratio(r)}); "
+                       f"peak {full[a].peak_median_mib:.0f} MiB at {lines:,} lines vs "
+                       f"{small[a].peak_median_mib:.0f} MiB at {chunk:,}")
+        fig.runs = settings.runs
+        fig.notes += [
+            f"lines printed by `docker compose logs app --since 10m` before / after the runs: {count:,} / "
+            f"{count_after:,}",
+            "peak RSS is GNU time's maximum resident set of the command's process tree (for montero: the "
+            "largest of the Python process and the `docker compose` it runs)",
+            "the log comes from a container of the app image labelled as the project's `app` service "
+            "(json-file driver, no rotation), restarted ten times to append a tenth each time",
+        ]
+        return fig
+    finally:
+        run(["docker", "rm", "-f", name], check=False)
+        stack.close(remove_images=False)
+
+
+def _count_lines(stack: Stack) -> int:
+    proc = subprocess.run(stack.compose_cmd("logs", "app", "--since", "10m", "--no-log-prefix"), env=stack.env,
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=600)
+    return proc.stdout.count(b"\n")

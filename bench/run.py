@@ -1,0 +1,161 @@
+"""Measure the ten figures of docs/benchmarks.md on this machine and rewrite that document.
+
+    python bench/run.py [--only N,M] [--quick]
+
+Each figure is a median of at least 5 runs after a warm-up; every comparison alternates
+its commands in the same run. Stacks are temp copies of the project with their own compose
+project names and free loopback ports; everything started is removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import report  # noqa: E402
+from bench.figures_build import fig5, fig6  # noqa: E402
+from bench.figures_cli import fig1, fig2, fig3, fig4, fig10  # noqa: E402
+from bench.figures_http import fig7, fig8  # noqa: E402
+from bench.lib import BenchError, Settings, ensure_tools, log, run  # noqa: E402
+from bench.report import Figure  # noqa: E402
+from bench.stack import APP_IMAGE, REPO, Stack  # noqa: E402
+
+NEEDS_IMAGE = {2, 3, 4, 6, 7, 8, 10}
+NEEDS_RUNNING = {2, 3, 7, 8}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default="", help="comma-separated figure numbers (default: all ten)")
+    parser.add_argument("--quick", action="store_true", help="3 runs instead of 5, shorter load tests (smoke run)")
+    parser.add_argument("--no-doc", action="store_true", help="print results, do not touch docs/benchmarks.md")
+    args = parser.parse_args(argv)
+    try:
+        args.figures = sorted({int(n) for n in args.only.split(",") if n.strip()}) or list(range(1, 11))
+    except ValueError:
+        parser.error("--only takes figure numbers, e.g. --only 1,7")
+    if any(n < 1 or n > 10 for n in args.figures):
+        parser.error("figures are numbered 1 to 10")
+    return args
+
+
+def fig9(settings: Settings) -> Figure:
+    """The backups helper's script (bench/bench_backup.py) measures; its markdown table is included."""
+    fig = Figure(9, "`montero backup sqlite` of a ~1 GB database, idle and under writes; `montero restore`",
+                 "ratio ≤ 1.1 vs `sqlite3 .backup`")
+    script = REPO / "bench" / "bench_backup.py"
+    if not script.is_file():
+        raise BenchError("bench/bench_backup.py (the backups benchmark) is not there yet")
+    cmd = [sys.executable, str(script)] + (["--quick"] if settings.quick else [])
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, cwd=REPO)
+    if proc.returncode not in (0, 1):  # 1: ran, but a target was missed
+        tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-4:])
+        raise BenchError(f"bench/bench_backup.py exited {proc.returncode}: {tail}")
+    lines = proc.stdout.splitlines()
+    fig.extra_markdown = "\n".join(ln for ln in lines if ln.startswith("|") or ln.startswith("- "))
+    summary = [ln.split(":", 1)[1].strip() for ln in lines if ln.lower().startswith("summary:")]
+    fig.summary = summary[0] if summary else "see the table"
+    verdicts = [ln.split(":", 1)[1].strip() for ln in lines if ln.lower().startswith("verdict:")]
+    fig.verdict = verdicts[0] if verdicts else ("met" if proc.returncode == 0 else "missed")
+    fig.notes.append("measured by bench/bench_backup.py (see its docstring for the method)")
+    return fig
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    settings = Settings(runs=3 if args.quick else 5, warmup=1, quick=args.quick)
+    started = time.monotonic()
+    for note in ensure_tools():
+        log(note)
+    info = report.machine()
+    log(f"machine: {report.machine_line(info)}; figures {args.figures}{' (quick)' if args.quick else ''}")
+    results: dict[int, Figure] = {}
+    skipped: dict[int, str] = {}
+
+    def attempt(number: int, func: Callable[[], Figure]) -> None:
+        if number not in args.figures:
+            return
+        log(f"figure {number} …")
+        t0 = time.monotonic()
+        try:
+            results[number] = report.stamp(func(), info, settings.runs)
+            log(f"figure {number}: {results[number].summary} [{results[number].verdict}] "
+                f"({time.monotonic() - t0:.0f}s)")
+        except (BenchError, subprocess.SubprocessError, OSError, ValueError, KeyError) as exc:
+            skipped[number] = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+            log(f"figure {number} not measured: {skipped[number]}")
+            if os.environ.get("MONTERO_BENCH_DEBUG"):
+                traceback.print_exc()
+
+    attempt(1, lambda: fig1(settings))
+    main_stack: Stack | None = None
+    try:
+        if NEEDS_IMAGE & set(args.figures):
+            main_stack = Stack("main")
+            log(f"building the app image {APP_IMAGE} in {main_stack.root}")
+            try:
+                main_stack.build("app")
+            except BenchError as exc:
+                for n in NEEDS_IMAGE & set(args.figures):
+                    skipped[n] = f"the app image does not build: {exc}"
+                main_stack = None
+        if main_stack and NEEDS_RUNNING & set(args.figures):
+            try:
+                main_stack.up()
+            except BenchError as exc:
+                for n in NEEDS_RUNNING & set(args.figures):
+                    skipped[n] = f"the stack does not come up healthy: {exc}"
+            else:
+                attempt(2, lambda: fig2(main_stack, settings))  # type: ignore[arg-type]
+                attempt(3, lambda: fig3(main_stack, settings))  # type: ignore[arg-type]
+                attempt(8, lambda: fig8(main_stack, settings))  # type: ignore[arg-type]
+                attempt(7, lambda: fig7(main_stack, settings))  # type: ignore[arg-type]
+            main_stack.down()
+        if main_stack:
+            attempt(6, lambda: fig6(main_stack, settings))  # type: ignore[arg-type]
+            attempt(10, lambda: fig10(settings))
+            attempt(4, lambda: fig4(settings))
+        attempt(5, lambda: fig5(settings))
+        attempt(9, lambda: fig9(settings))
+    finally:
+        if main_stack:
+            main_stack.close(remove_images=True)
+        run(["docker", "image", "rm", "-f", APP_IMAGE], check=False)
+
+    minutes = max(1, round((time.monotonic() - started) / 60))
+    for number, fig in sorted(results.items()):
+        print(f"{number:2}. {fig.title}: {fig.summary} [{fig.verdict}]")
+    for number, reason in sorted(skipped.items()):
+        print(f"{number:2}. not measured: {reason}")
+    if not args.no_doc:
+        merged = report.load()
+        merged.update(results)
+        for number in skipped:  # a figure that failed now is not shown with stale figures
+            merged.pop(number, None)
+        report.save(merged, info)
+        full_run = args.figures == list(range(1, 11)) and not args.quick
+        report.write_doc(merged, info, skipped, minutes if full_run else _previous_minutes(minutes))
+        log(f"wrote {report.DOC.relative_to(REPO)} and {report.RESULTS.relative_to(REPO)}")
+    return 0 if not skipped else 1
+
+
+def _previous_minutes(fallback: int) -> int:
+    import re
+
+    if report.DOC.is_file():
+        match = re.search(r"about (\d+) minutes", report.DOC.read_text())
+        if match:
+            return int(match.group(1))
+    return max(fallback, 30)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
