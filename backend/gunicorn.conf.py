@@ -1,0 +1,68 @@
+"""gunicorn settings for the Montero API (`gunicorn -c gunicorn.conf.py wsgi:app`, run from backend/ or /app)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def cpus_available() -> int:
+    """CPUs this process may use: the cgroup CPU quota (docker --cpus) when set, else the affinity mask."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        count = os.cpu_count() or 1
+    quota = None
+    try:  # cgroup v2
+        max_value, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if max_value != "max":
+            quota = int(max_value) / int(period)
+    except (OSError, ValueError):
+        try:  # cgroup v1
+            q = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
+            p = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
+            if q > 0 and p > 0:
+                quota = q / p
+        except (OSError, ValueError):
+            pass
+    if quota is not None:
+        count = min(count, max(1, int(quota + 0.999)))
+    return max(1, count)
+
+
+def _workers() -> int:
+    raw = os.environ.get("GUNICORN_WORKERS", "").strip()
+    if raw:
+        try:
+            return max(1, int(raw))
+        except ValueError:
+            print(f"gunicorn.conf.py: ignoring GUNICORN_WORKERS={raw!r} (not an integer)", file=sys.stderr)
+    return 2 * cpus_available() + 1
+
+
+bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:5000")
+workers = _workers()
+worker_class = "sync"
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+graceful_timeout = 20
+keepalive = 5
+accesslog = "-"  # access log on, to stdout (docker logs)
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# Workers write to /tmp-backed heartbeat files; /dev/shm keeps that working on a read_only root filesystem.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+
+
+def on_starting(server: object) -> None:
+    """Refuse to start (one line, exit 1) before forking workers when the settings cannot run."""
+    from montero_api.settings import ConfigError, Settings
+
+    try:
+        Settings.from_env()
+    except ConfigError as exc:
+        print(f"montero_api: configuration error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(1)

@@ -1,0 +1,60 @@
+"""Alembic environment: the URL comes from DATABASE_URL via montero_api.settings (same default as the app).
+
+Migration only needs the database URL, so the SECRET_KEY rule is not applied here: the entrypoint migrates
+before gunicorn starts, and gunicorn is where a weak key is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from logging.config import fileConfig
+
+from alembic import context
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from montero_api.database import create_db_engine  # noqa: E402
+from montero_api.models import Base  # noqa: E402
+from montero_api.settings import Settings  # noqa: E402
+
+config = context.config
+if config.config_file_name is not None and config.attributes.get("configure_logger", True):
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
+
+target_metadata = Base.metadata
+
+
+def database_url() -> str:
+    # A caller may pass the URL explicitly (Config.attributes["database_url"]); otherwise the environment.
+    explicit = config.attributes.get("database_url")
+    if explicit:
+        return str(explicit)
+    return Settings.from_env(overrides={"FLASK_ENV": "development"}).DATABASE_URL
+
+
+def run_migrations_offline() -> None:
+    context.configure(url=database_url(), target_metadata=target_metadata, literal_binds=True,
+                      render_as_batch=True, dialect_opts={"paramstyle": "named"})
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    url = database_url()
+    if url.startswith("sqlite:////"):
+        os.makedirs(os.path.dirname(url[len("sqlite:///"):]), exist_ok=True)
+    engine = create_db_engine(url)
+    with engine.connect() as connection:
+        # render_as_batch: SQLite cannot ALTER most things, batch mode rebuilds tables instead.
+        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True,
+                          compare_type=True)
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

@@ -1,0 +1,192 @@
+"""Accounts: register, login/logout, current user, password change and reset by mail."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from flask import Blueprint, current_app, jsonify, request
+from flask.typing import ResponseReturnValue
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from sqlalchemy import func, select, update
+
+from .database import db_session
+from .errors import APIError
+from .mail import MailError, send_mail
+from .models import ROLES, AuthSession, PasswordResetToken, User, utcnow
+from .security import (
+    current_session,
+    current_user,
+    hash_password,
+    login_required,
+    new_token,
+    password_problem,
+    start_session,
+    token_digest,
+    verify_password,
+)
+from .settings import Settings
+from .validation import Field, check_email, json_body, parse
+
+log = logging.getLogger("montero_api.auth")
+
+REGISTER = {
+    "email": Field(str, required=True, max_length=254, check=check_email),
+    "password": Field(str, required=True, max_length=128, check=password_problem),
+    "full_name": Field(str, max_length=200),
+    "role": Field(str, choices=ROLES),
+}
+LOGIN = {"email": Field(str, required=True, max_length=254), "password": Field(str, required=True, max_length=128)}
+CHANGE = {
+    "current_password": Field(str, required=True, max_length=128),
+    "new_password": Field(str, required=True, max_length=128, check=password_problem),
+}
+RESET_REQUEST = {"email": Field(str, required=True, max_length=254, check=check_email)}
+RESET_CONFIRM = {
+    "token": Field(str, required=True, max_length=200),
+    "new_password": Field(str, required=True, max_length=128, check=password_problem),
+}
+
+
+def _settings() -> Settings:
+    settings: Settings = current_app.config["MONTERO_SETTINGS"]
+    return settings
+
+
+def login_account_key() -> str:
+    """Rate-limit key for the account being logged into. Must never raise (Flask-Limiter would
+    mistake the error for a storage outage), so a body it cannot read maps to one shared bucket."""
+    try:
+        data = request.get_json(force=True, silent=True)
+    except Exception:  # noqa: BLE001 - oversize bodies are answered (413) by the view itself
+        data = None
+    email = data.get("email") if isinstance(data, dict) else None
+    return "account:" + (email.strip().lower()[:254] if isinstance(email, str) else "?")
+
+
+def _revoke_sessions(user: User, keep: AuthSession | None = None) -> None:
+    stmt = update(AuthSession).where(AuthSession.user_id == user.id, AuthSession.revoked_at.is_(None))
+    if keep is not None:
+        stmt = stmt.where(AuthSession.id != keep.id)
+    db_session().execute(stmt.values(revoked_at=utcnow()))
+
+
+def build_blueprint(limiter: Limiter, settings: Settings) -> Blueprint:
+    bp = Blueprint("auth", __name__, url_prefix="/api/auth")
+
+    @bp.post("/register")
+    def register() -> ResponseReturnValue:
+        # Closed registration (the default) and choosing a role are for admins only.
+        if not _settings().REGISTRATION_OPEN:
+            _require_admin()
+        data = parse(json_body(), REGISTER)
+        if "role" in data:
+            _require_admin()
+        session = db_session()
+        email = data["email"].lower()
+        if session.scalar(select(func.count()).select_from(User).where(User.email == email)):
+            raise APIError(409, "An account with this e-mail already exists.")
+        user = User(
+            email=email,
+            full_name=data.get("full_name", ""),
+            role=data.get("role", "staff"),
+            password_hash=hash_password(data["password"]),
+        )
+        session.add(user)
+        session.commit()
+        log.info("account created: %s (%s)", user.email, user.role)
+        return jsonify(user=user.to_dict()), 201
+
+    @bp.post("/login")
+    @limiter.limit(settings.LOGIN_LIMIT_ADDRESS, key_func=lambda: "address:" + (get_remote_address() or "?"))
+    @limiter.limit(settings.LOGIN_LIMIT_ACCOUNT, key_func=login_account_key)
+    def login() -> ResponseReturnValue:
+        data = parse(json_body(), LOGIN)
+        session = db_session()
+        user = session.scalar(select(User).where(User.email == data["email"].lower()))
+        if not verify_password(user, data["password"]) or user is None or not user.is_active:
+            session.rollback()
+            raise APIError(401, "Invalid e-mail or password.", code="invalid_credentials")
+        token, auth = start_session(user)
+        session.commit()
+        return jsonify(token=token, token_type="Bearer", expires_at=auth.expires_at.isoformat() + "Z", user=user.to_dict())
+
+    @bp.post("/logout")
+    @login_required
+    def logout() -> ResponseReturnValue:
+        auth = current_session()
+        auth.revoked_at = utcnow()
+        db_session().commit()
+        return jsonify(status="logged out")
+
+    @bp.get("/me")
+    @login_required
+    def me() -> ResponseReturnValue:
+        return jsonify(user=current_user().to_dict())
+
+    @bp.post("/password")
+    @login_required
+    def change_password() -> ResponseReturnValue:
+        data = parse(json_body(), CHANGE)
+        user = current_user()
+        if not verify_password(user, data["current_password"]):
+            raise APIError(400, "The current password is wrong.", code="invalid_credentials",
+                           fields={"current_password": "wrong password"})
+        user.password_hash = hash_password(data["new_password"])
+        _revoke_sessions(user, keep=current_session())  # other devices must log in again
+        db_session().commit()
+        return jsonify(status="password changed")
+
+    @bp.post("/password-reset")
+    @limiter.limit(settings.LOGIN_LIMIT_ADDRESS, key_func=lambda: "reset:" + (get_remote_address() or "?"))
+    def request_reset() -> ResponseReturnValue:
+        data = parse(json_body(), RESET_REQUEST)
+        session = db_session()
+        user = session.scalar(select(User).where(User.email == data["email"].lower()))
+        if user is not None and user.is_active:
+            token = new_token()
+            minutes = _settings().PASSWORD_RESET_TTL_MINUTES
+            session.add(PasswordResetToken(
+                token_hash=token_digest(token), user=user, expires_at=utcnow() + dt.timedelta(minutes=minutes)
+            ))
+            session.commit()
+            _send_reset_mail(user, token, minutes)
+        # Same answer whether or not the account exists, so the endpoint cannot enumerate accounts.
+        return jsonify(status="If the account exists, a reset link has been sent."), 202
+
+    @bp.post("/password-reset/confirm")
+    def confirm_reset() -> ResponseReturnValue:
+        data = parse(json_body(), RESET_CONFIRM)
+        session = db_session()
+        reset = session.scalar(select(PasswordResetToken).where(PasswordResetToken.token_hash == token_digest(data["token"])))
+        if reset is None or reset.used_at is not None or reset.expires_at <= utcnow():
+            raise APIError(400, "The reset token is invalid, expired or already used.", code="invalid_token")
+        reset.used_at = utcnow()
+        reset.user.password_hash = hash_password(data["new_password"])
+        _revoke_sessions(reset.user)
+        session.commit()
+        return jsonify(status="password reset")
+
+    return bp
+
+
+def _send_reset_mail(user: User, token: str, minutes: int) -> None:
+    settings = _settings()
+    link = f"{settings.PUBLIC_BASE_URL.rstrip('/')}/reset-password?token={token}"
+    body = (
+        f"Hola {user.full_name or user.email},\n\n"
+        f"Someone asked to reset the password of your Sistema Montero account.\n"
+        f"Use this link within {minutes} minutes (it works once):\n\n{link}\n\n"
+        f"Or send this token to POST /api/auth/password-reset/confirm:\n{token}\n\n"
+        "If it was not you, ignore this mail; your password stays the same.\n"
+    )
+    try:
+        send_mail(settings, user.email, "Sistema Montero: password reset", body)
+    except MailError as exc:
+        # The token is stored; the caller still gets 202 so the answer leaks nothing about accounts.
+        log.error("%s", exc)
+
+
+def _require_admin() -> None:
+    if current_user().role != "admin":
+        raise APIError(403, "Only an admin can create accounts or choose a role.")

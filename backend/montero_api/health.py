@@ -1,0 +1,68 @@
+"""GET /health: ok | degraded (rate-limit storage down, in-memory fallback) | fail (database down, 503)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Blueprint, current_app, jsonify
+from flask.typing import ResponseReturnValue
+from flask_limiter import Limiter
+from sqlalchemy import text
+
+from . import __version__
+from .database import get_db
+from .settings import Settings
+
+log = logging.getLogger("montero_api.health")
+
+
+def database_status() -> dict[str, Any]:
+    db = get_db()
+    try:
+        with db.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+            try:
+                revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            except Exception:  # noqa: BLE001 - table missing means "never migrated"
+                revision = None
+    except Exception as exc:  # noqa: BLE001 - any driver error is a failed check, reported not raised
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
+        log.error("health: database check failed: %s", reason)
+        return {"status": "fail", "backend": db.engine.dialect.name, "error": reason}
+    if revision is None:
+        return {"status": "fail", "backend": db.engine.dialect.name, "revision": None,
+                "error": "schema not migrated: run `alembic upgrade head`"}
+    return {"status": "ok", "backend": db.engine.dialect.name, "revision": revision}
+
+
+def redis_status(limiter: Limiter, settings: Settings) -> dict[str, Any]:
+    if not settings.RATELIMIT_STORAGE_URL:
+        return {"status": "disabled", "rate_limit_storage": "memory"}
+    try:
+        alive = bool(limiter.storage.check())
+    except Exception:  # noqa: BLE001
+        alive = False
+    if alive:
+        return {"status": "ok", "rate_limit_storage": "redis"}
+    return {"status": "down", "rate_limit_storage": "memory (fallback)",
+            "error": "Redis unreachable; rate limits are per process until it is back"}
+
+
+def build_blueprint(limiter: Limiter, settings: Settings) -> Blueprint:
+    bp = Blueprint("health", __name__)
+
+    @bp.get("/health")
+    @limiter.exempt
+    def health() -> ResponseReturnValue:
+        database = database_status()
+        redis = redis_status(limiter, current_app.config["MONTERO_SETTINGS"])
+        if database["status"] != "ok":
+            status, code = "fail", 503
+        elif redis["status"] == "down":
+            status, code = "degraded", 200
+        else:
+            status, code = "ok", 200
+        return jsonify(status=status, database=database, redis=redis, version=__version__), code
+
+    return bp

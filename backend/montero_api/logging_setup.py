@@ -1,0 +1,74 @@
+"""Logging: one line per event to stdout (docker logs) and to a rotating file under LOG_DIR."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import logging.handlers
+import os
+import sys
+import time
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from flask import Flask, Response, g, request
+
+from .settings import Settings
+
+FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
+LOG_FILE = "montero-api.log"
+
+
+class ZoneFormatter(logging.Formatter):
+    """Timestamps in the stack's TZ (America/Bogota by default) without touching the process clock."""
+
+    def __init__(self, tz: str) -> None:
+        super().__init__(FORMAT)
+        self.zone = ZoneInfo(tz)
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        return dt.datetime.fromtimestamp(record.created, self.zone).isoformat(timespec="milliseconds")
+
+
+def configure_logging(app: Flask, settings: Settings) -> None:
+    logger = logging.getLogger("montero_api")
+    logger.setLevel(settings.LOG_LEVEL.upper())
+    logger.propagate = False
+    for handler in list(logger.handlers):  # a second create_app in one process must not double lines
+        logger.removeHandler(handler)
+        handler.close()
+    formatter = ZoneFormatter(settings.TZ)
+    stream = logging.StreamHandler(sys.stdout)
+    stream.setFormatter(formatter)
+    logger.addHandler(stream)
+    try:
+        Path(settings.LOG_DIR).mkdir(parents=True, exist_ok=True)
+        # Each worker rotates on its own; 10 MB x 5 keeps the volume bounded.
+        file_handler = logging.handlers.RotatingFileHandler(
+            os.path.join(settings.LOG_DIR, LOG_FILE), maxBytes=10 * 1024 * 1024, backupCount=5, encoding="utf-8"
+        )
+        file_handler.setFormatter(formatter)
+        logger.addHandler(file_handler)
+    except OSError as exc:
+        logger.warning("file logging disabled: cannot write to LOG_DIR %s (%s)", settings.LOG_DIR, exc)
+    app.logger.handlers = logger.handlers
+    app.logger.setLevel(logger.level)
+    _log_requests(app, logger)
+
+
+def _log_requests(app: Flask, logger: logging.Logger) -> None:
+    access = logger.getChild("request")
+
+    @app.before_request
+    def _start_timer() -> None:
+        g.request_started = time.perf_counter()
+
+    @app.after_request
+    def _log_request(response: Response) -> Response:
+        started = g.get("request_started")
+        elapsed = (time.perf_counter() - started) * 1000 if started else 0.0
+        auth = g.get("auth_session")
+        who = auth.user.email if auth is not None else "-"
+        access.info("%s %s %s %.1fms %s %s", request.method, request.path, response.status_code, elapsed,
+                    request.remote_addr or "-", who)
+        return response
