@@ -25,7 +25,6 @@ MODULES = [
     "setup",
     "version",
     "tls",
-    "tls",
 ]
 
 
