@@ -1,0 +1,66 @@
+"""Check 11: the app image is older than its sources (code or requirements changed since the build)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from montero_ops.services.doctor.context import Context
+from montero_ops.services.doctor.finding import Finding, passed, warned
+
+SKIP_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache", "node_modules", ".venv", "venv"}
+REBUILD = "montero up --build   # rebuilds the app image and recreates the container"
+
+
+def parse_created(text: str) -> datetime:
+    """Docker's RFC 3339 time with nanoseconds ('2026-11-28T04:20:00.123456789Z')."""
+    text = text.rstrip("Z")
+    if "." in text:
+        head, frac = text.split(".", 1)
+        frac = "".join(ch for ch in frac if ch.isdigit())[:6]
+        text = f"{head}.{frac}"
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def newest_source(root: Path) -> tuple[Path, float] | None:
+    """The most recently modified file that goes into the app image."""
+    candidates = [root / "docker" / "Dockerfile", root / "docker" / "entrypoint.sh"]
+    backend = root / "backend"
+    if backend.is_dir():
+        for path in backend.rglob("*"):
+            if path.is_file() and not SKIP_DIRS.intersection(path.parts) and path.suffix not in (".pyc", ".db", ".log"):
+                candidates.append(path)
+    best: tuple[Path, float] | None = None
+    for path in candidates:
+        try:
+            mtime = path.stat().st_mtime
+        except OSError:
+            continue
+        if best is None or mtime > best[1]:
+            best = (path, mtime)
+    return best
+
+
+def app_image_name(ctx: Context) -> str:
+    config = ctx.compose_config() or {}
+    image = ((config.get("services") or {}).get("app") or {}).get("image")
+    return str(image or ctx.setting("MONTERO_APP_IMAGE", "montero-app:latest"))
+
+
+def check_images(ctx: Context) -> list[Finding]:
+    assert ctx.engine is not None
+    name = app_image_name(ctx)
+    image = ctx.engine.image_inspect(name)
+    if image is None:
+        return [warned("images.app", f"the app image {name} is not built yet", "montero build app")]
+    built = parse_created(str(image.get("Created", "")))
+    newest = newest_source(ctx.project.root)
+    when = built.strftime("%Y-%m-%d %H:%M UTC")
+    if newest is not None and newest[1] > built.timestamp() + 1:
+        rel = newest[0].relative_to(ctx.project.root)
+        changed = datetime.fromtimestamp(newest[1], UTC).strftime("%Y-%m-%d %H:%M UTC")
+        return [warned("images.app", f"the app image {name} (built {when}) is older than its sources: {rel} changed {changed}", REBUILD)]
+    stale = [c for c in ctx.service_containers("app") if c.get("Image") and c.get("Image") != image.get("Id")]
+    if stale:
+        return [warned("images.app", f"{len(stale)} app container(s) run an older build than {name}", "montero up   # recreates them on the new image")]
+    return [passed("images.app", f"the app image {name} (built {when}) is newer than its sources")]
