@@ -10,7 +10,6 @@ from __future__ import annotations
 import sys
 from typing import Annotated, Any, Optional
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -19,13 +18,35 @@ from montero_ops.errors import ExitCode, MonteroError, docker_error_line
 from montero_ops.state import State
 
 
+def _passthrough_exceptions() -> tuple[type[BaseException], ...]:
+    """Exits, aborts and usage errors that Typer/click render themselves.
+
+    Typer >= 0.22 vendors click (typer._click) and has its own Exit/Abort classes;
+    older Typer uses click's. Let whichever is installed through.
+    """
+    import importlib
+
+    found: list[type[BaseException]] = [typer.Exit, typer.Abort]
+    for module_name in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        found += [getattr(module, n) for n in ("ClickException", "Exit", "Abort") if hasattr(module, n)]
+        break  # vendored click present: real click is not what Typer raises
+    return tuple(found)
+
+
+_PASSTHROUGH = _passthrough_exceptions()
+
+
 class MonteroGroup(TyperGroup):
     """Root group: the one place errors become a red line and an exit code."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+        except _PASSTHROUGH:
             raise
         except MonteroError as exc:
             _report(ctx, exc, exc.message, exc.hint, exc.exit_code)
@@ -46,12 +67,12 @@ class MonteroGroup(TyperGroup):
             )
 
 
-def _state(ctx: click.Context) -> State:
+def _state(ctx: Any) -> State:
     obj = ctx.find_root().obj
     return obj if isinstance(obj, State) else State()
 
 
-def _report(ctx: click.Context, exc: BaseException, message: str, hint: str | None, code: int) -> None:
+def _report(ctx: Any, exc: BaseException, message: str, hint: str | None, code: int) -> None:
     from montero_ops.output import error_line
 
     if _state(ctx).debug:
@@ -60,7 +81,7 @@ def _report(ctx: click.Context, exc: BaseException, message: str, hint: str | No
     raise typer.Exit(code)
 
 
-def _report_docker(ctx: click.Context, exc: Exception) -> None:
+def _report_docker(ctx: Any, exc: Exception) -> None:
     """python-on-whales errors: the meaningful stderr line; --verbose adds the command and output."""
     from montero_ops.client import COMPOSE_HINT, DAEMON_HINT
     from montero_ops.output import console

@@ -22,6 +22,25 @@ COMPOSE_HINT = (
 DAEMON_HINT = "start Docker (`sudo systemctl start docker`, or `montero setup` which starts dockerd)"
 
 
+# Tests point this at a harmless binary so commands can be built where docker is absent.
+DEFAULT_CLIENT_CALL = ["docker"]
+
+
+def compose_base_cmd(project: Project) -> list[str]:
+    """The same `docker compose …` prefix python-on-whales builds, without importing it.
+
+    Used by the fast read-only paths (ps, health) that must not pay for that import.
+    """
+    cmd = [*DEFAULT_CLIENT_CALL, "compose"]
+    for file in project.compose_files:
+        cmd += ["--file", str(file)]
+    for profile in project.profiles:
+        cmd += ["--profile", profile]
+    if project.env_file.is_file():
+        cmd += ["--env-file", str(project.env_file)]
+    return cmd + ["--project-name", project.name, "--project-directory", str(project.root)]
+
+
 def build_client(project: Project, client_call: list[str] | None = None) -> "DockerClient":
     """Every compose context (files, env file, profiles, name, directory) on one object."""
     from python_on_whales import DockerClient
@@ -33,12 +52,12 @@ def build_client(project: Project, client_call: list[str] | None = None) -> "Doc
         compose_profiles=list(project.profiles),
         compose_project_name=project.name,
         compose_project_directory=project.root,
-        client_call=client_call or ["docker"],
+        client_call=client_call or list(DEFAULT_CLIENT_CALL),
     )
 
 
 def require_docker_cli(client_call: list[str] | None = None) -> None:
-    binary = (client_call or ["docker"])[0]
+    binary = (client_call or DEFAULT_CLIENT_CALL)[0]
     if shutil.which(binary) is None:
         raise DockerUnavailable(
             "the docker command is not installed",

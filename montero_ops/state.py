@@ -14,6 +14,8 @@ from montero_ops.project import Project, find_project
 if TYPE_CHECKING:
     from python_on_whales import DockerClient
 
+    from montero_ops.engine import Engine
+
 
 @dataclass
 class State:
@@ -45,6 +47,17 @@ class State:
                 require_engine(client)
             self._clients[project] = client
         return self._clients[project]
+
+
+    def engine(self, check: bool = True) -> "Engine":
+        """The direct Engine API client (fast read-only queries); pinged first (exit 3 when down)."""
+        # Looked up on the module at call time so tests can swap the class.
+        from montero_ops import engine as engine_module
+
+        eng = engine_module.Engine()
+        if check:
+            eng.ping()
+        return eng
 
 
 def get_state(ctx: Any) -> State:

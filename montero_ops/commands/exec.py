@@ -1,0 +1,83 @@
+"""exec, shell, test: run something inside a running service container."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Annotated, Callable, Optional
+
+import typer
+
+from montero_ops.commands._common import print_verbose
+from montero_ops.state import State, get_state
+
+if TYPE_CHECKING:
+    from python_on_whales import DockerClient
+
+
+def _tty() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def run_in(state: State, service: str, build_cmd: Callable[["DockerClient"], list[str]]) -> None:
+    """Check the service runs, run the command attached, exit with its exit code."""
+    from montero_ops.services.dockercmd import run_passthrough
+    from montero_ops.services.status import require_running
+
+    client = state.client()
+    require_running(state.engine(), state.project().name, service)
+    cmd = build_cmd(client)
+    print_verbose(state.verbose, cmd)
+    code = run_passthrough(cmd)
+    if code:
+        raise typer.Exit(code)
+
+
+def exec_(
+    ctx: typer.Context,
+    service: Annotated[str, typer.Argument(help="Service to run in, e.g. app.", show_default=False)],
+    command: Annotated[list[str], typer.Argument(help="Command and its arguments (after --).", show_default=False)],
+    user: Annotated[Optional[str], typer.Option("--user", "-u", help="Run as this user, e.g. root.")] = None,
+) -> None:
+    """Run a command in a running service container; exits with the command's code.
+
+    Example: montero exec app --user root -- ls -la /app/data
+    """
+    from montero_ops.services.containers import exec_cmd
+
+    run_in(get_state(ctx), service, lambda client: exec_cmd(client, service, command, _tty(), user=user))
+
+
+def shell(
+    ctx: typer.Context,
+    service: Annotated[str, typer.Argument(help="Service to open a shell in.")] = "app",
+    root: Annotated[bool, typer.Option("--root", help="Open the shell as root.")] = False,
+) -> None:
+    """Open an interactive shell (bash, else sh) in a service container.
+
+    Example: montero shell app --root
+    """
+    from montero_ops.services.containers import shell_cmd
+
+    run_in(get_state(ctx), service, lambda client: shell_cmd(client, service, _tty(), root=root))
+
+
+def test(
+    ctx: typer.Context,
+    pytest_args: Annotated[
+        Optional[list[str]], typer.Argument(help="Arguments for pytest (after --).", show_default=False)
+    ] = None,
+    cov: Annotated[bool, typer.Option("--cov", help="Measure coverage of montero_api.")] = False,
+) -> None:
+    """Run the backend's pytest suite inside the app container.
+
+    Example: montero test --cov -- -k health -x
+    """
+    from montero_ops.services.containers import APP_SERVICE, test_cmd
+
+    run_in(get_state(ctx), APP_SERVICE, lambda client: test_cmd(client, pytest_args or [], _tty(), cov=cov))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("exec")(exec_)
+    app.command()(shell)
+    app.command()(test)

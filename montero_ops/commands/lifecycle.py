@@ -1,0 +1,174 @@
+"""build, up, down, start, stop, restart, scale: the stack's lifecycle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Callable, Optional
+
+import typer
+
+from montero_ops.commands._common import confirm_or_refuse
+from montero_ops.commands._options import YesOption
+from montero_ops.state import State, get_state
+
+if TYPE_CHECKING:
+    from montero_ops.services.stack import FailureReport
+
+Services = Annotated[Optional[list[str]], typer.Argument(help="Services (default: all).", show_default=False)]
+DEFAULT_TIMEOUT = 180
+
+
+def build(
+    ctx: typer.Context,
+    services: Services = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not use the build cache.")] = False,
+) -> None:
+    """Build the stack's images.
+
+    Example: montero build app --no-cache
+    """
+    from montero_ops.output import success
+    from montero_ops.services import stack
+
+    stack.build(get_state(ctx).client(), services or [], no_cache=no_cache)
+    success("images built")
+
+
+def _print_failure(report: "FailureReport") -> None:
+    from rich.markup import escape
+
+    from montero_ops.output import console
+
+    err = console(stderr=True)
+    err.print(f"[bold]Last {len(report.logs)} log lines of {escape(report.service)}:[/bold]")
+    for line in report.logs or ["(no output)"]:
+        err.print(f"  {escape(line)}", soft_wrap=True)
+    if report.probes:
+        err.print(f"[bold]Health probes of {escape(report.container)}:[/bold]")
+        for probe in report.probes:
+            err.print(f"  {escape(probe)}", soft_wrap=True)
+
+
+def start_and_wait(state: State, project_profiles: list[str], build: bool, scales: dict[str, int],
+                   wait: bool, timeout: int, extra_files: tuple[Path, ...] = ()) -> None:
+    """`up -d`, then wait for health; on failure print the evidence and raise (exit 1)."""
+    from python_on_whales.exceptions import DockerException
+
+    from montero_ops.output import spinner, success
+    from montero_ops.services import stack
+
+    project = stack.with_profiles(state.project(), project_profiles)
+    for path in extra_files:
+        project = project.with_compose_files(path)
+    client = state.client(project)
+    engine = state.engine()
+    try:
+        stack.up(client, build=build, scales=scales)
+    except DockerException:
+        report = stack.first_failure(engine, project.name)
+        if report:
+            _print_failure(stack.add_evidence(client, engine, report))
+        raise
+    if not wait:
+        success("stack started (not waiting for health)")
+        return
+    try:
+        with spinner(f"waiting for services to be healthy (up to {timeout}s)"):
+            states = stack.wait_healthy(engine, project.name, timeout)
+    except stack.StackUnhealthy as exc:
+        _print_failure(stack.add_evidence(client, engine, exc.report))
+        raise
+    healthy = sum(1 for c in states if c.health == "healthy")
+    success(f"stack is up: {len(states)} containers, {healthy} healthy")
+
+
+def up(
+    ctx: typer.Context,
+    build: Annotated[bool, typer.Option("--build", help="Build images before starting.")] = False,
+    profile: Annotated[
+        Optional[list[str]],
+        typer.Option("--profile", help="Enable a compose profile (production adds nginx). Repeatable."),
+    ] = None,
+    scale: Annotated[Optional[list[str]], typer.Option("--scale", help="SERVICE=N replicas. Repeatable.")] = None,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Do not wait for healthchecks.")] = False,
+    timeout: Annotated[int, typer.Option("--timeout", help="Seconds to wait for health.")] = DEFAULT_TIMEOUT,
+) -> None:
+    """Start the stack detached and wait until every service is healthy.
+
+    On failure prints the failing service's last log lines and health probes, exit 1.
+
+    Example: montero up --build --profile production --scale app=3
+    """
+    from montero_ops.services.stack import parse_scales
+
+    scales = parse_scales(scale or [])
+    start_and_wait(get_state(ctx), profile or [], build, scales, not no_wait, timeout)
+
+
+def down(
+    ctx: typer.Context,
+    volumes: Annotated[bool, typer.Option("--volumes", "-v", help="Also delete the stack's volumes (data!).")] = False,
+    yes: YesOption = False,
+) -> None:
+    """Stop and remove the stack's containers and networks (and volumes with --volumes).
+
+    Example: montero down --volumes --yes
+    """
+    from montero_ops.output import info, success
+    from montero_ops.services import stack
+
+    state = get_state(ctx)
+    engine = state.engine()
+    project = stack.current_variant(engine, state.project())
+    client = state.client(project)
+    if volumes:
+        names = stack.volumes_to_delete(engine, project.name)
+        if names:
+            info("These volumes will be deleted with all their data:")
+            for name in names:
+                info(f"  {name}")
+            what = f"delete {len(names)} volume(s): {', '.join(names)}"
+            if not confirm_or_refuse("Delete them?", what, yes):
+                raise typer.Exit(1)
+    stack.down(client, volumes=volumes)
+    success("stack removed" + (" with its volumes" if volumes else ""))
+
+
+def _simple(action: str, summary: str, example: str) -> Callable[..., None]:
+    def command(ctx: typer.Context, services: Services = None) -> None:
+        from montero_ops.output import success
+        from montero_ops.services import stack
+
+        state = get_state(ctx)
+        client = state.client(stack.current_variant(state.engine(), state.project()))
+        getattr(stack, action)(client, services or [])
+        success(f"{action}: {', '.join(services) if services else 'all services'}")
+
+    command.__doc__ = f"{summary}\n\nExample: {example}\n"
+    command.__name__ = action
+    return command
+
+
+def scale(
+    ctx: typer.Context,
+    replicas: Annotated[list[str], typer.Argument(help="SERVICE=N, e.g. app=3.", show_default=False)],
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Do not wait for healthchecks.")] = False,
+    timeout: Annotated[int, typer.Option("--timeout", help="Seconds to wait for health.")] = DEFAULT_TIMEOUT,
+) -> None:
+    """Run N replicas of a service (up -d --scale) and wait for health.
+
+    Example: montero scale app=3
+    """
+    from montero_ops.services.stack import parse_scales
+
+    start_and_wait(get_state(ctx), [], False, parse_scales(replicas), not no_wait, timeout)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(build)
+    app.command()(up)
+    app.command()(down)
+    app.command("start")(_simple("start", "Start the stack's stopped containers.", "montero start app"))
+    app.command("stop")(_simple("stop", "Stop containers without removing them.", "montero stop redis"))
+    app.command("restart")(_simple("restart", "Restart containers.", "montero restart app"))
+    app.command()(scale)

@@ -1,0 +1,41 @@
+"""logs: the stack's output, streamed as lines arrive."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from montero_ops.commands._common import print_verbose
+from montero_ops.state import get_state
+
+
+def logs(
+    ctx: typer.Context,
+    services: Annotated[Optional[list[str]], typer.Argument(help="Services (default: all).", show_default=False)] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep streaming new lines (Ctrl-C stops).")] = False,
+    tail: Annotated[Optional[str], typer.Option("--tail", "-n", help="Lines from the end per container, or 'all'.")] = None,
+    since: Annotated[Optional[str], typer.Option("--since", help="Since a timestamp or a duration (10m).")] = None,
+    until: Annotated[Optional[str], typer.Option("--until", help="Until a timestamp or a duration.")] = None,
+    timestamps: Annotated[bool, typer.Option("--timestamps", "-t", help="Show timestamps.")] = False,
+) -> None:
+    """Show the stack's logs, streaming lines as they arrive.
+
+    Example: montero logs app -f --tail 100 --since 10m
+    """
+    from montero_ops.services import logs as service
+
+    if tail is not None and tail != "all" and not tail.isdigit():
+        from montero_ops.errors import UsageError
+
+        raise UsageError(f"invalid --tail '{tail}': expected a number or 'all'")
+    client = get_state(ctx).client()
+    cmd = service.logs_cmd(client, services or [], follow, tail, since, until, timestamps)
+    print_verbose(get_state(ctx).verbose, cmd)
+    code = service.follow(cmd) if follow else service.show(cmd)
+    if code:
+        raise typer.Exit(code)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(logs)

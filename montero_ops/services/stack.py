@@ -1,0 +1,183 @@
+"""Stack lifecycle: build, up (health-gated), down, start/stop/restart, scale.
+
+`up` starts detached, then waits until every container with a healthcheck is
+healthy. When one is not, the report carries what explains it: the service's last
+log lines and its health-probe outputs (the kamal approach).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
+
+from montero_ops.engine import Engine
+from montero_ops.errors import CommandFailed, UsageError
+from montero_ops.project import Project
+from montero_ops.services.status import SERVICE_LABEL, ContainerStatus, container_statuses, health_log
+
+if TYPE_CHECKING:
+    from python_on_whales import DockerClient
+
+PRODUCTION_PROFILE = "production"
+PRODUCTION_FILE = "compose.production.yml"
+LOG_LINES = 30
+# Module-level so tests can replace time without touching the global time module.
+_clock = time.monotonic
+_sleep = time.sleep
+
+
+def with_profiles(project: Project, profiles: list[str]) -> Project:
+    """The project with extra profiles; `production` also layers docker/compose.production.yml."""
+    variant = project.with_profiles(*profiles)
+    extra = project.root / "docker" / PRODUCTION_FILE
+    if PRODUCTION_PROFILE in variant.profiles and extra.is_file() and extra not in variant.compose_files:
+        variant = variant.with_compose_files(extra)
+    return variant
+
+
+def current_variant(engine: Engine, project: Project) -> Project:
+    """The project as it was started: with the production profile when its services exist.
+
+    `down`/`stop` without the profile would leave nginx behind (compose only acts on
+    services of active profiles).
+    """
+    from montero_ops.services.status import defined_services
+
+    running = {(c.get("Labels") or {}).get(SERVICE_LABEL, "") for c in engine.project_containers(project.name)}
+    if running and running - set(defined_services(project)):
+        return with_profiles(project, [PRODUCTION_PROFILE])
+    return project
+
+
+def parse_scales(items: list[str]) -> dict[str, int]:
+    """`app=3` → {"app": 3}; anything else is a usage error."""
+    scales: dict[str, int] = {}
+    for item in items:
+        name, sep, count = item.partition("=")
+        if not sep or not name or not count.isdigit():
+            raise UsageError(f"invalid scale '{item}': expected SERVICE=N, e.g. app=3")
+        scales[name] = int(count)
+    return scales
+
+
+def build(client: "DockerClient", services: list[str], no_cache: bool = False) -> None:
+    client.compose.build(services=services or None, cache=not no_cache)
+
+
+def up(client: "DockerClient", build: bool = False, scales: dict[str, int] | None = None) -> None:
+    client.compose.up(detach=True, build=build, scales=scales or {})
+
+
+@dataclass
+class FailureReport:
+    """Why the stack is not healthy, with the evidence to print."""
+
+    service: str
+    container: str
+    reason: str
+    container_id: str = ""
+    logs: list[str] = field(default_factory=list)
+    probes: list[str] = field(default_factory=list)
+
+
+class StackUnhealthy(CommandFailed):
+    def __init__(self, report: FailureReport) -> None:
+        super().__init__(
+            f"service '{report.service}' {report.reason}",
+            hint=f"see the logs above; `montero logs {report.service}` shows more",
+        )
+        self.report = report
+
+
+def _failed(c: ContainerStatus) -> str | None:
+    if c.health == "unhealthy":
+        return "is unhealthy"
+    if c.state in ("exited", "dead") and c.exit_code not in (0, None):
+        return f"exited with code {c.exit_code}"
+    return None
+
+
+def _pending(c: ContainerStatus) -> bool:
+    return c.health == "starting" or c.state in ("created", "restarting")
+
+
+def wait_healthy(
+    engine: Engine,
+    project: str,
+    timeout: float,
+    poll: float = 1.0,
+    clock: Callable[[], float] | None = None,
+    sleep: Callable[[float], None] | None = None,
+) -> list[ContainerStatus]:
+    """Poll until no container is starting; raise with the first failing one."""
+    clock = clock or _clock
+    sleep = sleep or _sleep
+    deadline = clock() + timeout
+    while True:
+        states = container_statuses(engine, project)
+        for c in states:
+            reason = _failed(c)
+            if reason:
+                raise StackUnhealthy(FailureReport(c.service, c.name, reason, c.id))
+        pending = [c for c in states if _pending(c)]
+        if not pending:
+            return states
+        if clock() >= deadline:
+            c = pending[0]
+            raise StackUnhealthy(FailureReport(c.service, c.name, f"is not healthy after {timeout:g}s ({c.condition})", c.id))
+        sleep(poll)
+
+
+def first_failure(engine: Engine, project: str) -> FailureReport | None:
+    """After compose itself failed: the container that explains it, if any."""
+    states = container_statuses(engine, project)
+    for c in states:
+        reason = _failed(c)
+        if reason:
+            return FailureReport(c.service, c.name, reason, c.id)
+    for c in states:
+        if _pending(c):
+            return FailureReport(c.service, c.name, f"is {c.condition}", c.id)
+    return None
+
+
+def add_evidence(client: "DockerClient", engine: Engine, report: FailureReport) -> FailureReport:
+    """Fill in the service's last log lines and its health-probe outputs."""
+    from python_on_whales.exceptions import DockerException
+
+    from montero_ops.services.dockercmd import compose_cmd, run_capture
+
+    cmd = compose_cmd(client) + ["logs", "--no-color", "--tail", str(LOG_LINES), "--no-log-prefix", report.service]
+    try:
+        text = run_capture(cmd)  # compose writes both container streams to stdout
+        report.logs = [line for line in str(text).splitlines() if line.strip()][-LOG_LINES:]
+    except DockerException:
+        report.logs = []
+    try:
+        for probe in health_log(engine, report.container_id or report.container)[-3:]:
+            output = " ".join(str(probe.get("Output", "")).split())
+            report.probes.append(f"exit {probe.get('ExitCode')}: {output}")
+    except Exception:  # the container may be gone already; evidence is best effort
+        pass
+    return report
+
+
+def volumes_to_delete(engine: Engine, project: str) -> list[str]:
+    return engine.project_volumes(project)
+
+
+def down(client: "DockerClient", volumes: bool = False) -> None:
+    client.compose.down(volumes=volumes, remove_orphans=True)
+
+
+def start(client: "DockerClient", services: list[str]) -> None:
+    client.compose.start(services=services or None)
+
+
+def stop(client: "DockerClient", services: list[str]) -> None:
+    client.compose.stop(services=services or None)
+
+
+def restart(client: "DockerClient", services: list[str]) -> None:
+    client.compose.restart(services=services or None)

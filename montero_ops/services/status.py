@@ -1,0 +1,139 @@
+"""Container state, health and restart counts straight from the Engine API.
+
+No python-on-whales here: `ps` and `health` must answer faster than `docker compose ps`.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from montero_ops.engine import Engine
+from montero_ops.errors import StackNotRunning
+from montero_ops.project import Project
+
+SERVICE_LABEL = "com.docker.compose.service"
+OK_HEALTH = ("healthy", "running")
+
+
+@dataclass
+class ContainerStatus:
+    service: str
+    name: str
+    id: str
+    state: str  # running, exited, restarting, created, paused, dead
+    health: str | None  # healthy, unhealthy, starting; None without a healthcheck
+    restarts: int
+    exit_code: int | None
+    image: str
+    ports: list[str] = field(default_factory=list)
+    status: str = ""
+
+    @property
+    def condition(self) -> str:
+        """One word for health: the healthcheck's verdict, else the container state."""
+        if self.state == "running":
+            return self.health or "running"
+        return self.state
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "condition": self.condition}
+
+
+@dataclass
+class ServiceHealth:
+    service: str
+    status: str  # healthy, running (no healthcheck), starting, unhealthy, exited, missing …
+    containers: int
+
+    @property
+    def ok(self) -> bool:
+        return self.status in OK_HEALTH
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+
+def _ports(entries: list[dict[str, Any]] | None) -> list[str]:
+    seen: list[str] = []
+    for p in entries or []:
+        if p.get("PublicPort"):
+            ip = p.get("IP", "0.0.0.0")
+            text = f"{'[::]' if ':' in ip else ip}:{p['PublicPort']}->{p['PrivatePort']}/{p.get('Type', 'tcp')}"
+        else:
+            text = f"{p['PrivatePort']}/{p.get('Type', 'tcp')}"
+        if text not in seen:
+            seen.append(text)
+    return seen
+
+
+def container_statuses(engine: Engine, project: str) -> list[ContainerStatus]:
+    """Every container of the compose project, with health and restart count (one inspect each)."""
+    result = []
+    for entry in engine.project_containers(project):
+        info = engine.inspect(entry["Id"])
+        state = info.get("State") or {}
+        health = (state.get("Health") or {}).get("Status")
+        status = state.get("Status", entry.get("State", ""))
+        result.append(
+            ContainerStatus(
+                service=(entry.get("Labels") or {}).get(SERVICE_LABEL, ""),
+                name=(entry.get("Names") or ["?"])[0].lstrip("/"),
+                id=entry["Id"][:12],
+                state=status,
+                health=health,
+                restarts=int(info.get("RestartCount", 0)),
+                exit_code=state.get("ExitCode") if status in ("exited", "dead") else None,
+                image=entry.get("Image", ""),
+                ports=_ports(entry.get("Ports")),
+                status=entry.get("Status", ""),
+            )
+        )
+    return sorted(result, key=lambda c: (c.service, c.name))
+
+
+def health_log(engine: Engine, container_id: str) -> list[dict[str, Any]]:
+    """The last health-probe results (docker inspect State.Health.Log)."""
+    info = engine.inspect(container_id)
+    log: list[dict[str, Any]] = ((info.get("State") or {}).get("Health") or {}).get("Log") or []
+    return log
+
+
+def defined_services(project: Project) -> list[str]:
+    """Services compose would start with the active profiles (`docker compose config --services`)."""
+    from montero_ops.client import compose_base_cmd
+
+    done = subprocess.run(
+        compose_base_cmd(project) + ["config", "--services"], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        return []  # an invalid compose file is reported by the commands that need it
+    return [line.strip() for line in done.stdout.splitlines() if line.strip()]
+
+
+_RANK = {"healthy": 0, "running": 1, "starting": 2, "created": 3, "restarting": 4, "paused": 5,
+         "unhealthy": 6, "exited": 7, "dead": 8}
+
+
+def services_health(containers: list[ContainerStatus], expected: list[str]) -> list[ServiceHealth]:
+    """One verdict per service: its worst container; a service without containers is `missing`."""
+    by_service: dict[str, list[ContainerStatus]] = {name: [] for name in expected}
+    for c in containers:
+        by_service.setdefault(c.service, []).append(c)
+    result = []
+    for service, items in sorted(by_service.items()):
+        if not items:
+            result.append(ServiceHealth(service, "missing", 0))
+            continue
+        worst = max((c.condition for c in items), key=lambda s: _RANK.get(s, 9))
+        result.append(ServiceHealth(service, worst, len(items)))
+    return result
+
+
+def require_running(engine: Engine, project: str, service: str) -> ContainerStatus:
+    """The first running container of a service, or StackNotRunning ("run `montero up` first")."""
+    for c in container_statuses(engine, project):
+        if c.service == service and c.state == "running":
+            return c
+    raise StackNotRunning(service)

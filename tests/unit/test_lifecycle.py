@@ -1,0 +1,140 @@
+"""build, up, down, start/stop/restart, scale through the real Typer app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from python_on_whales.exceptions import DockerException
+
+from tests.unit.conftest import DockerCalls, FakeEngine, compose_prefix, container
+
+
+def test_build_all_without_cache(cli, docker: DockerCalls, prefix: list[str]) -> None:
+    result = cli("build", "--no-cache")
+    assert result.exit_code == 0, result.output
+    assert docker.calls == [prefix + ["build", "--no-cache"]]
+
+
+def test_build_one_service(cli, docker: DockerCalls, prefix: list[str]) -> None:
+    assert cli("build", "app").exit_code == 0
+    assert docker.calls == [prefix + ["build", "app"]]
+
+
+def test_up_waits_for_health(cli, docker: DockerCalls, engine: FakeEngine, prefix: list[str]) -> None:
+    engine.timeline = [
+        [container("app", health="starting"), container("redis", health="healthy")],
+        [container("app", health="healthy"), container("redis", health="healthy")],
+    ]
+    result = cli("up", "--build")
+    assert result.exit_code == 0, result.output
+    assert docker.calls == [prefix + ["up", "--build", "--detach"]]
+    assert "stack is up: 2 containers, 2 healthy" in result.stderr
+
+
+def test_up_env_file_and_scale(cli, docker: DockerCalls, engine: FakeEngine, project: Path) -> None:
+    (project / ".env").write_text("SECRET_KEY=x\n")
+    engine.set(container("app"))
+    assert cli("up", "--scale", "app=3").exit_code == 0
+    assert docker.calls == [compose_prefix(project, env_file=True) + ["up", "--detach", "--scale", "app=3"]]
+
+
+def test_up_production_profile_adds_the_production_file(cli, docker: DockerCalls, engine: FakeEngine,
+                                                          project: Path) -> None:
+    production = project / "docker" / "compose.production.yml"
+    production.write_text("services: {}\n")
+    engine.set(container("app"))
+    assert cli("up", "--profile", "production", "--no-wait").exit_code == 0
+    assert docker.calls == [compose_prefix(project, profiles=("production",), files=(production,)) + ["up", "--detach"]]
+    assert engine.polls == 0
+
+
+def test_up_unhealthy_prints_logs_and_probes(cli, docker: DockerCalls, engine: FakeEngine, prefix: list[str]) -> None:
+    probe = [{"ExitCode": 1, "Output": "urlopen error [Errno 111]\n Connection refused"}]
+    engine.set(container("app", health="unhealthy", health_log=probe), container("redis"))
+    docker.respond(lambda c: "logs" in c, "boom: cannot import montero_api\nTraceback line\n")
+    result = cli("up")
+    assert result.exit_code == 1, result.stderr
+    assert docker.calls[1] == prefix + ["logs", "--no-color", "--tail", "30", "--no-log-prefix", "app"]
+    assert "  boom: cannot import montero_api" in result.stderr
+    assert "exit 1: urlopen error [Errno 111] Connection refused" in result.stderr
+    assert "Error: service 'app' is unhealthy" in result.stderr
+
+
+def test_up_timeout(cli, docker: DockerCalls, engine: FakeEngine, monkeypatch) -> None:
+    ticks = iter(range(0, 1000, 5))
+    monkeypatch.setattr("montero_ops.services.stack._clock", lambda: float(next(ticks)))
+    engine.set(container("app", health="starting"))
+    result = cli("up", "--timeout", "12")
+    assert result.exit_code == 1
+    assert "Error: service 'app' is not healthy after 12s (starting)" in result.stderr
+
+
+def test_up_compose_failure_shows_evidence(cli, docker: DockerCalls, engine: FakeEngine) -> None:
+    failure = DockerException(["docker", "compose", "up"], 1, b"", b"dependency failed to start: container shop-redis-1 is unhealthy")
+    docker.respond(lambda c: "up" in c, failure)
+    engine.set(container("redis", health="unhealthy"))
+    result = cli("up")
+    assert result.exit_code == 1
+    assert "Last 0 log lines of redis" in result.stderr
+    assert "Error: dependency failed to start: container shop-redis-1 is unhealthy" in result.stderr
+
+
+def test_up_rejects_bad_scale(cli, docker: DockerCalls, engine: FakeEngine) -> None:
+    result = cli("up", "--scale", "app3")
+    assert result.exit_code == 2
+    assert "Error: invalid scale 'app3': expected SERVICE=N, e.g. app=3" in result.stderr
+    assert docker.calls == []
+
+
+def test_scale(cli, docker: DockerCalls, engine: FakeEngine, prefix: list[str]) -> None:
+    engine.set(container("app", 1), container("app", 2), container("app", 3))
+    result = cli("scale", "app=3")
+    assert result.exit_code == 0, result.output
+    assert docker.calls == [prefix + ["up", "--detach", "--scale", "app=3"]]
+
+
+def test_down(cli, docker: DockerCalls, engine: FakeEngine, prefix: list[str]) -> None:
+    engine.set(container("app"), container("redis"))
+    assert cli("down").exit_code == 0
+    assert docker.calls == [prefix + ["down", "--remove-orphans"]]
+
+
+def test_down_includes_production_when_nginx_runs(cli, docker: DockerCalls, engine: FakeEngine, project: Path) -> None:
+    engine.set(container("app"), container("nginx"))
+    assert cli("down").exit_code == 0
+    assert docker.calls == [compose_prefix(project, profiles=("production",)) + ["down", "--remove-orphans"]]
+
+
+def test_down_volumes_refuses_without_yes_when_not_interactive(cli, docker: DockerCalls, engine: FakeEngine) -> None:
+    engine.volumes = ["shop_redis-data"]
+    result = cli("down", "--volumes")
+    assert result.exit_code == 2
+    assert "  shop_redis-data" in result.stderr
+    assert "Error: refusing to delete 1 volume(s): shop_redis-data without confirmation" in result.stderr
+    assert "Fix: pass --yes to confirm" in result.stderr
+    assert docker.calls == []
+
+
+def test_down_volumes_yes(cli, docker: DockerCalls, engine: FakeEngine, prefix: list[str]) -> None:
+    engine.volumes = ["shop_redis-data"]
+    result = cli("down", "--volumes", "--yes")
+    assert result.exit_code == 0
+    assert docker.calls == [prefix + ["down", "--remove-orphans", "--volumes"]]
+
+
+def test_down_volumes_interactive_no(cli, docker: DockerCalls, engine: FakeEngine, monkeypatch) -> None:
+    engine.volumes = ["shop_redis-data"]
+    monkeypatch.setattr("montero_ops.commands._common.interactive", lambda: True)
+    result = cli("down", "--volumes", input="n\n")
+    assert result.exit_code == 1
+    assert docker.calls == []
+
+
+def test_start_stop_restart(cli, docker: DockerCalls, engine: FakeEngine, prefix: list[str]) -> None:
+    for action in ("start", "stop", "restart"):
+        docker.calls.clear()
+        assert cli(action, "app").exit_code == 0
+        assert docker.calls == [prefix + [action, "app"]]
+    docker.calls.clear()
+    assert cli("stop").exit_code == 0
+    assert docker.calls == [prefix + ["stop"]]
