@@ -26,6 +26,8 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     app = Flask("montero_api")
     configure_app(app, settings, overrides or {})
     configure_logging(app, settings)
+    if not settings.SECRET_KEY:
+        app.logger.warning("SECRET_KEY is not set: using a development-only key (never do this in production)")
     limiter = init_extensions(app, settings)
     register_blueprints(app, limiter, settings)
     register_error_handlers(app)
@@ -44,8 +46,6 @@ def configure_app(app: Flask, settings: Settings, overrides: Mapping[str, Any]) 
     )
     app.config.update({k: v for k, v in overrides.items() if not hasattr(settings, k)})
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep "status" first, as written
-    if not settings.SECRET_KEY:
-        app.logger.warning("SECRET_KEY is not set: using a development-only key (never do this in production)")
     if settings.TRUSTED_PROXY_COUNT > 0:
         # Behind nginx the client address comes from X-Forwarded-For; trusting it without a proxy would
         # let anyone choose their own rate-limit bucket, hence opt-in.

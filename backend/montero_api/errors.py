@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify
 from flask_limiter import RateLimitExceeded
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger("montero_api")
@@ -73,8 +73,13 @@ def register_error_handlers(app: Flask) -> None:
             response.headers["Allow"] = ", ".join(exc.valid_methods)
         return response, status
 
-    @app.errorhandler(OperationalError)
-    def _db_unavailable(exc: OperationalError) -> tuple[Response, int]:
+    @app.errorhandler(IntegrityError)
+    def _integrity(exc: IntegrityError) -> tuple[Response, int]:
+        return error_response(409, "The change conflicts with existing data.")
+
+    @app.errorhandler(DBAPIError)
+    def _db_unavailable(exc: DBAPIError) -> tuple[Response, int]:
+        # Unreachable, corrupt or unmigrated database: the client can only retry later.
         log.error("database error: %s", str(exc.orig).splitlines()[0] if exc.orig else exc)
         return error_response(503, "The database is unavailable; try again shortly.")
 

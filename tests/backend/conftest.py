@@ -1,0 +1,133 @@
+"""Fixtures for the backend suite: a real redis-server, real SQLite files built by `alembic upgrade head`,
+real gunicorn processes. Nothing here fakes the database or Redis."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from api_helpers import ADMIN_EMAIL, ADMIN_PASSWORD, SECRET, Gunicorn, create_admin, free_port, login, run_alembic, wait_for
+from flask import Flask
+from flask.testing import FlaskClient
+
+from montero_api import create_app
+
+# Settings a developer's shell might export; the suite must not pick them up by accident.
+_ENV_NAMES = ("SECRET_KEY", "FLASK_ENV", "DATABASE_URL", "RATELIMIT_STORAGE_URL", "LOG_DIR", "MAIL_SERVER",
+              "MAIL_PORT", "MAIL_USE_TLS", "MAIL_USERNAME", "MAIL_PASSWORD", "REGISTRATION_OPEN", "GUNICORN_WORKERS")
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in _ENV_NAMES:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is not installed (apt-get install redis-server); the backend suite needs it")
+    port = free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    import redis
+
+    client = redis.Redis(port=port)
+    wait_for(lambda: bool(client.ping()), what="redis-server")
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture(autouse=False)
+def flush_redis(redis_url: str) -> None:
+    import redis
+
+    redis.Redis.from_url(redis_url).flushall()
+
+
+@pytest.fixture(scope="session")
+def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "mi_sistema.db"
+    run_alembic(f"sqlite:///{path}", "upgrade", "head")
+    return path
+
+
+@pytest.fixture
+def db_path(template_db: Path, tmp_path: Path) -> Path:
+    path = tmp_path / "data" / "mi_sistema.db"
+    path.parent.mkdir()
+    shutil.copy(template_db, path)
+    return path
+
+
+@pytest.fixture
+def base_settings(db_path: Path, tmp_path: Path, redis_url: str, flush_redis: None) -> dict[str, Any]:
+    return {
+        "FLASK_ENV": "production",
+        "SECRET_KEY": SECRET,
+        "DATABASE_URL": f"sqlite:///{db_path}",
+        "RATELIMIT_STORAGE_URL": redis_url,
+        "LOG_DIR": str(tmp_path / "logs"),
+        "MAIL_SERVER": "127.0.0.1",
+        "MAIL_PORT": "1",
+        "MAIL_USE_TLS": "false",
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+@pytest.fixture
+def make_app(base_settings: dict[str, Any]) -> Callable[..., Flask]:
+    def factory(**overrides: Any) -> Flask:
+        app = create_app({**base_settings, **overrides})
+        app.config["TESTING"] = True
+        return app
+
+    return factory
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Flask:
+    return make_app()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def admin_headers(app: Flask, client: FlaskClient) -> dict[str, str]:
+    create_admin(app)
+    return login(client, ADMIN_EMAIL, ADMIN_PASSWORD)
+
+
+@pytest.fixture
+def staff_headers(client: FlaskClient, admin_headers: dict[str, str]) -> dict[str, str]:
+    body = {"email": "staff@montero.test", "password": "staff-password-1", "full_name": "Ana Staff"}
+    assert client.post("/api/auth/register", json=body, headers=admin_headers).status_code == 201
+    return login(client, "staff@montero.test", "staff-password-1")
+
+
+@pytest.fixture
+def gunicorn(base_settings: dict[str, Any], tmp_path: Path) -> Iterator[Callable[..., Gunicorn]]:
+    started: list[Gunicorn] = []
+
+    def start(workers: int = 1, **env: str) -> Gunicorn:
+        server = Gunicorn({**{k: str(v) for k, v in base_settings.items()}, **env}, workers,
+                          tmp_path / f"gunicorn-{len(started)}.log")
+        started.append(server)
+        server.wait_healthy()
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

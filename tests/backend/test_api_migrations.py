@@ -1,0 +1,67 @@
+"""Alembic owns the schema: upgrade on an empty database, downgrade to base, upgrade again."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+from pathlib import Path
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from api_helpers import BACKEND, run_alembic
+
+from montero_api.database import create_db_engine
+from montero_api.models import Base
+
+APP_TABLES = {"users", "auth_sessions", "password_reset_tokens", "clients", "affiliations", "audit_log"}
+
+
+def tables(path: Path) -> set[str]:
+    with sqlite3.connect(path) as conn:
+        return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+
+def revision(path: Path) -> str | None:
+    with sqlite3.connect(path) as conn:
+        row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+    return row[0] if row else None
+
+
+def test_upgrade_downgrade_upgrade(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "fresh.db"  # the data folder does not exist yet, as on a first start
+    url = f"sqlite:///{path}"
+    run_alembic(url, "upgrade", "head")
+    assert APP_TABLES <= tables(path)
+    head = revision(path)
+    assert head is not None
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+    run_alembic(url, "downgrade", "base")
+    assert tables(path) & APP_TABLES == set()
+    assert revision(path) is None
+
+    run_alembic(url, "upgrade", "head")
+    assert APP_TABLES <= tables(path)
+    assert revision(path) == head
+
+
+def test_models_match_the_migrations(template_db: Path) -> None:
+    engine = create_db_engine(f"sqlite:///{template_db}")
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    engine.dispose()
+    assert diff == [], "models changed without a migration: run `alembic revision --autogenerate`"
+
+
+def test_no_create_all_path() -> None:
+    sources = [p for p in BACKEND.rglob("*.py") if "migrations" not in p.parts]
+    offenders = [str(p) for p in sources if "create_all" in p.read_text()]
+    assert offenders == []
+
+
+def test_alembic_current_reports_head(template_db: Path) -> None:
+    result = run_alembic(f"sqlite:///{template_db}", "current")
+    assert "(head)" in result.stdout
+    heads = subprocess.run(["alembic", "heads"], cwd=BACKEND, capture_output=True, text=True, check=True)
+    assert len(heads.stdout.strip().splitlines()) == 1  # one linear history
