@@ -74,8 +74,12 @@ def backup(
     from montero_ops.output import info, print_json, success
     from montero_ops.services.backups import create_backup
 
+    from montero_ops.services.backups.stack import NoStack
+
     project = get_state(ctx).project()
-    path, manifest = create_backup(project, what.value, _stack(ctx, what.value), _backups_dir(ctx, folder),
+    # A SQLite backup reads the bind-mounted file directly: it needs no Docker at all.
+    stack = NoStack() if what is What.sqlite else _stack(ctx, what.value)
+    path, manifest = create_backup(project, what.value, stack, _backups_dir(ctx, folder),
                                    compress=compress, progress=info)
     if json:
         print_json(manifest.to_dict())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sqlite3
 from pathlib import Path
 from typing import Callable
 
@@ -104,13 +105,22 @@ def _backup_sqlite(
 ) -> dict[str, object]:
     copy = work / db.name
     progress(f"SQLite: online copy of {db} ({_mb(sqlite_size(db))})")
-    sqlite_db.online_copy(db, copy)
+    try:
+        sqlite_db.online_copy(db, copy)
+    except sqlite3.DatabaseError as exc:
+        if require_integrity:
+            raise MonteroError(f"cannot read {db}: {exc}", hint="see docs/backups.md (recovery)") from exc
+        # Safety copy of a damaged database: keep the raw bytes, whatever they are.
+        shutil.copyfile(db, copy)
     progress("SQLite: PRAGMA integrity_check on the copy")
     check = sqlite_db.integrity_check(copy)
     if check != "ok" and require_integrity:
         raise MonteroError(f"the copy of {db.name} fails PRAGMA integrity_check: {check}",
                            hint="the live database may be damaged; see docs/backups.md (recovery)")
-    revision, counts = sqlite_db.stats(copy)
+    try:
+        revision, counts = sqlite_db.stats(copy)
+    except sqlite3.DatabaseError:
+        revision, counts = None, {}
     size, digest = copy.stat().st_size, sha256_file(copy)
     entry = FileEntry(name=copy.name, role="sqlite", size=size, sha256=digest)
     if compress:

@@ -10,7 +10,7 @@ from typing import Any, Callable
 from montero_ops.errors import MonteroError, UsageError
 from montero_ops.project import Project
 from montero_ops.services.backups import sqlite_db
-from montero_ops.services.backups.create import create_backup, normalize_what, require_space
+from montero_ops.services.backups.create import create_backup, normalize_what, require_space, sqlite_size
 from montero_ops.services.backups.manifest import Manifest, sha256_file
 from montero_ops.services.backups.redis_data import persistence_mode
 from montero_ops.services.backups.stack import Stack
@@ -82,7 +82,7 @@ def plan_restore(project: Project, what: str, folder: Path, backups_dir: Path, d
         need = entry.uncompressed_size or entry.size
         require_space(plan.db_path.parent, need, "the restored database")
         if plan.db_path.exists():
-            require_space(backups_dir, sqlite_db.sqlite_size(plan.db_path), "the safety backup")
+            require_space(backups_dir, sqlite_size(plan.db_path), "the safety backup")
             plan.overwrites.append(str(plan.db_path))
     if "redis" in wanted:
         plan.overwrites.append("Redis data (dump.rdb and the append-only files in its volume)")

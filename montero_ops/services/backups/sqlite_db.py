@@ -168,11 +168,14 @@ def checkpoint(db: Path) -> None:
     """
     if not db.exists():
         return
-    con = sqlite3.connect(db, timeout=30)
     try:
-        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        con.close()
+        con = sqlite3.connect(db, timeout=30)
+        try:
+            con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            con.close()
+    except sqlite3.DatabaseError:
+        pass  # a damaged database is being replaced; the safety backup kept what could be read
     fix_sidecar_owner(db)
 
 
@@ -202,6 +205,8 @@ def swap_in(staged: Path, target: Path) -> None:
 
 def stage_copy(source: Path, target: Path, compressed: bool) -> Path:
     """Copy (or decompress) a backup file next to target, fsynced, owned and moded like target."""
+    for stale in target.parent.glob(f".{target.name}.restore-*.tmp"):
+        stale.unlink(missing_ok=True)  # left by an interrupted restore; never the live file
     staged = target.parent / f".{target.name}.restore-{os.getpid()}.tmp"
     if compressed:
         gunzip_file(source, staged)

@@ -1,0 +1,191 @@
+"""`montero backup/backups/restore` through the real Typer app: exact lines, exit codes, nothing changed.
+
+Docker is made unreachable (the one boundary faked), so SQLite commands run on the files alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Callable
+
+import pytest
+from typer.testing import Result
+
+from montero_ops.errors import DockerUnavailable
+from montero_ops.services.backups import sqlite_db
+from test_backup_support import make_db, make_migrations
+
+
+class NoEngine:
+    def __init__(self, *a: object, **k: object) -> None:
+        pass
+
+    def ping(self) -> None:
+        raise DockerUnavailable("the Docker socket /var/run/docker.sock does not exist: the daemon is not running")
+
+
+@pytest.fixture
+def shop(project: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setattr("montero_ops.engine.Engine", NoEngine)
+    monkeypatch.delenv("MONTERO_BACKUP_DIR", raising=False)
+    make_migrations(project)
+    make_db(project / "data" / "mi_sistema.db", rows=200)
+    return project
+
+
+def backup(cli: Callable[..., Result], *args: str) -> str:
+    result = cli("backup", "sqlite", "--json", *args)
+    assert result.exit_code == 0, result.stderr
+    return str(json.loads(result.stdout)["id"])
+
+
+def state(root: Path) -> tuple[dict[str, str], list[str]]:
+    """What must not change on refusal: the database and the set of backups."""
+    backups = sorted(p.name for p in (root / "backups").iterdir()) if (root / "backups").exists() else []
+    return sqlite_db.table_checksums(root / "data" / "mi_sistema.db"), backups
+
+
+def refused(result: Result, code: int, line: str) -> None:
+    assert result.exit_code == code, (result.exit_code, result.stderr)
+    assert result.stderr.splitlines()[0] == line
+
+
+def test_backup_list_verify(cli: Callable[..., Result], shop: Path) -> None:
+    result = cli("backup", "sqlite")
+    assert result.exit_code == 0, result.stderr
+    assert "integrity ok" in result.stderr
+    assert "SQLite: online copy" in result.stderr  # progress on stderr
+    folder = Path(result.stdout.strip())
+    assert folder.parent == shop / "backups" and folder.name.endswith("_shop_sqlite")
+    listed = json.loads(cli("backups", "list", "--json").stdout)
+    assert [b["id"] for b in listed] == [folder.name] and listed[0]["revision"] == "bbb2"
+    verified = cli("backups", "verify", "--all")
+    assert verified.exit_code == 0 and verified.stdout == f"ok   {folder.name}\n"
+
+
+def test_restore_round_trip(cli: Callable[..., Result], shop: Path) -> None:
+    db = shop / "data" / "mi_sistema.db"
+    before = sqlite_db.table_checksums(db)
+    backup(cli, "--compress")
+    subprocess.run(["sqlite3", str(db), "DELETE FROM orders; UPDATE order_items SET qty=0;"], check=True)
+    result = cli("restore", "sqlite", "--latest", "--yes")
+    assert result.exit_code == 0, result.stderr
+    assert "restored sqlite from" in result.stderr
+    assert sqlite_db.table_checksums(db) == before
+
+
+def test_missing_backup(cli: Callable[..., Result], shop: Path) -> None:
+    before = state(shop)
+    refused(cli("restore", "sqlite", "20990101T000000Z_nope", "--yes"), 2,
+            f'Error: no backup "20990101T000000Z_nope" in {shop / "backups"}')
+    assert state(shop) == before
+
+
+def test_truncated_file(cli: Callable[..., Result], shop: Path) -> None:
+    bid = backup(cli)
+    file = shop / "backups" / bid / "mi_sistema.db"
+    size = file.stat().st_size
+    os.truncate(file, size // 2)
+    before = state(shop)
+    refused(cli("restore", "sqlite", bid, "--yes"), 2,
+            f"Error: backup {bid} is damaged: mi_sistema.db is {size // 2} bytes, the manifest says {size} (truncated)")
+    assert state(shop) == before
+    verify = cli("backups", "verify", bid)
+    assert verify.exit_code == 1 and verify.stdout.startswith(f"FAIL {bid}: mi_sistema.db is {size // 2} bytes")
+
+
+def test_wrong_checksum(cli: Callable[..., Result], shop: Path) -> None:
+    bid = backup(cli)
+    file = shop / "backups" / bid / "mi_sistema.db"
+    data = bytearray(file.read_bytes())
+    data[-100] ^= 0xFF
+    file.write_bytes(bytes(data))
+    before = state(shop)
+    refused(cli("restore", "sqlite", bid, "--yes"), 2,
+            f"Error: backup {bid} is damaged: mi_sistema.db checksum does not match the manifest")
+    assert state(shop) == before
+
+
+def test_manifest_missing(cli: Callable[..., Result], shop: Path) -> None:
+    bid = backup(cli)
+    (shop / "backups" / bid / "manifest.json").unlink()
+    before = state(shop)
+    refused(cli("restore", "sqlite", bid, "--yes"), 2,
+            f"Error: backup {bid} has no manifest.json (incomplete, or not made by montero)")
+    assert state(shop) == before
+
+
+def test_other_projects_backup(cli: Callable[..., Result], shop: Path) -> None:
+    bid = backup(cli)
+    path = shop / "backups" / bid / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["project"] = "billing"
+    path.write_text(json.dumps(manifest))
+    before = state(shop)
+    refused(cli("restore", "sqlite", bid, "--yes"), 2, f'Error: backup {bid} belongs to project "billing", not "shop"')
+    assert state(shop) == before
+
+
+def test_future_revision(cli: Callable[..., Result], shop: Path) -> None:
+    db = shop / "data" / "mi_sistema.db"
+    subprocess.run(["sqlite3", str(db), "UPDATE alembic_version SET version_num='zzz9'"], check=True)
+    bid = backup(cli)
+    subprocess.run(["sqlite3", str(db), "UPDATE alembic_version SET version_num='bbb2'"], check=True)
+    before = state(shop)
+    refused(cli("restore", "sqlite", bid, "--yes"), 2,
+            f"Error: backup {bid} has database revision zzz9, newer than this code's head bbb2")
+    assert state(shop) == before
+
+
+def test_no_space_left(cli: Callable[..., Result], shop: Path, tmp_path: Path) -> None:
+    small = tmp_path / "small"
+    small.mkdir()
+    if os.getuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)]).returncode:
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        before = state(shop)
+        result = cli("backup", "sqlite", "--dir", str(small))
+        assert result.exit_code == 1
+        line = result.stderr.splitlines()[0]
+        assert line.startswith(f"Error: not enough free space in {small} for the SQLite backup: need ")
+        assert line.endswith(" MB free")
+        assert os.listdir(small) == [] and state(shop) == before
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+
+
+def test_restore_without_yes_refuses_non_interactive(cli: Callable[..., Result], shop: Path) -> None:
+    bid = backup(cli)
+    before = state(shop)
+    refused(cli("restore", "sqlite", bid), 2,
+            f"Error: restore would overwrite {shop / 'data' / 'mi_sistema.db'} with backup {bid}; pass --yes")
+    assert state(shop) == before
+
+
+def test_restore_needs_a_backup_named(cli: Callable[..., Result], shop: Path) -> None:
+    refused(cli("restore", "sqlite"), 2, "Error: say which backup: an ID, a path, or --latest")
+
+
+def test_prune(cli: Callable[..., Result], shop: Path) -> None:
+    ids = [backup(cli) for _ in range(3)]
+    refused(cli("backups", "prune", "--keep", "1"), 2, f"delete {ids[1]}")
+    assert len(list((shop / "backups").iterdir())) == 3
+    result = cli("backups", "prune", "--keep", "1", "--yes", "--json")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["delete"] == [ids[1], ids[0]]
+    assert [p.name for p in (shop / "backups").iterdir()] == [ids[2]]
+
+
+def test_prune_older_than_bad_value(cli: Callable[..., Result], shop: Path) -> None:
+    refused(cli("backups", "prune", "--keep", "1", "--older-than", "soon"), 2,
+            "Error: --older-than 'soon': use a number and d, h or w (e.g. 30d)")
+
+
+def test_postgres_is_refused_clearly(cli: Callable[..., Result], shop: Path) -> None:
+    (shop / ".env").write_text("DATABASE_URL=postgresql://u:secret@db/montero\n")
+    result = cli("backup", "sqlite")
+    refused(result, 1, "Error: DATABASE_URL points to PostgreSQL: `montero backup` covers SQLite and Redis only")
+    assert "secret" not in result.stderr
