@@ -27,9 +27,11 @@ from .models import AuthSession, User, utcnow
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_hasher = PasswordHasher()
-# Verifying against this when the account does not exist keeps login timing the same either way.
-_DUMMY_HASH = _hasher.hash("montero-dummy-password")
+# OWASP's argon2id baseline (19 MiB, 2 passes, 1 lane): argon2-cffi's default (64 MiB, 3 passes, 4 lanes)
+# costs ~0.6 s per login on a 2-core host, which turns a burst of logins into a denial of service.
+# Hashes record their parameters, so raising these later rehashes accounts on their next login.
+_hasher = PasswordHasher(time_cost=2, memory_cost=19456, parallelism=1)
+_dummy_hash: str | None = None
 
 PASSWORD_MIN = 8
 PASSWORD_MAX = 128
@@ -39,9 +41,17 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
+def _dummy() -> str:
+    # Verifying against this when the account does not exist keeps login timing the same either way.
+    global _dummy_hash
+    if _dummy_hash is None:
+        _dummy_hash = _hasher.hash("montero-dummy-password")
+    return _dummy_hash
+
+
 def verify_password(user: User | None, password: str) -> bool:
     try:
-        ok = _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+        ok = _hasher.verify(user.password_hash if user else _dummy(), password)
     except (VerificationError, InvalidHashError):
         return False
     if user is None:
