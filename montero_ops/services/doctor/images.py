@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from montero_ops.services.doctor.context import Context
-from montero_ops.services.doctor.finding import Finding, passed, warned
+from montero_ops.services.doctor.finding import Finding, failed, passed, warned
 
 SKIP_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache", "node_modules", ".venv", "venv"}
 REBUILD = "montero up --build   # rebuilds the app image and recreates the container"
@@ -59,7 +59,9 @@ def check_images(ctx: Context) -> list[Finding]:
     if newest is not None and newest[1] > built.timestamp() + 1:
         rel = newest[0].relative_to(ctx.project.root)
         changed = datetime.fromtimestamp(newest[1], UTC).strftime("%Y-%m-%d %H:%M UTC")
-        return [warned("images.app", f"the app image {name} (built {when}) is older than its sources: {rel} changed {changed}", REBUILD)]
+        # In production a stale image means the deployed code is not the code in the repository.
+        make = failed if ctx.production else warned
+        return [make("images.app", f"the app image {name} (built {when}) is older than its sources: {rel} changed {changed}", REBUILD)]
     stale = [c for c in ctx.service_containers("app") if c.get("Image") and c.get("Image") != image.get("Id")]
     if stale:
         return [warned("images.app", f"{len(stale)} app container(s) run an older build than {name}", "montero up   # recreates them on the new image")]
