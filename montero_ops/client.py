@@ -82,5 +82,9 @@ def require_engine(client: "DockerClient") -> None:
         raise DockerUnavailable("the Docker daemon is not reachable", hint=DAEMON_HINT) from exc
     except Exception as exc:  # ClientNotFoundError is a plain Exception
         raise DockerUnavailable("the docker command could not be run", hint=DAEMON_HINT) from exc
-    if not client.compose.is_installed():
+    try:
+        installed = client.compose.is_installed()
+    except DockerException:  # `docker compose --help` fails outright without the plugin
+        installed = False
+    if not installed:
         raise DockerUnavailable("the Docker Compose v2 plugin is missing", hint=COMPOSE_HINT)

@@ -1,0 +1,105 @@
+"""env init / check / show on real files."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+from tests.unit.conftest import json_out
+
+EXAMPLE = "# comment\nSECRET_KEY=change-me-generate-with-secrets-token-hex-32\nFLASK_ENV=production\nMAIL_PASSWORD=\n"
+
+
+def test_init_creates_env_with_a_strong_key_mode_600(cli, project: Path) -> None:
+    (project / ".env.example").write_text(EXAMPLE)
+    result = cli("env", "init")
+    assert result.exit_code == 0, result.output
+    env = project / ".env"
+    lines = env.read_text().splitlines()
+    assert lines[0] == "# comment" and lines[2:] == ["FLASK_ENV=production", "MAIL_PASSWORD="]
+    key = lines[1].removeprefix("SECRET_KEY=")
+    assert len(key) == 64 and int(key, 16) >= 0
+    assert stat.S_IMODE(env.stat().st_mode) == 0o600
+    assert cli("env", "check").exit_code == 0
+
+
+def test_init_never_overwrites_without_force(cli, project: Path) -> None:
+    (project / ".env").write_text("SECRET_KEY=mine\n")
+    result = cli("env", "init")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"Error: {project / '.env'} already exists",
+        "  Fix: pass --force to overwrite it (its values are lost)",
+    ]
+    assert (project / ".env").read_text() == "SECRET_KEY=mine\n"
+    assert cli("env", "init", "--force").exit_code == 0
+    assert (project / ".env").read_text() != "SECRET_KEY=mine\n"
+
+
+def test_init_without_example_writes_a_minimal_env(cli, project: Path) -> None:
+    assert cli("env", "init").exit_code == 0
+    assert (project / ".env").read_text().splitlines()[-1].startswith("SECRET_KEY=")
+
+
+def test_check_reports_placeholder_short_and_missing(cli, project: Path) -> None:
+    env = project / ".env"
+    env.write_text("SECRET_KEY=change-me-generate-with-secrets-token-hex-32\n")
+    env.chmod(0o600)
+    result = cli("env", "check")
+    assert result.exit_code == 1
+    assert result.stdout == "✘ SECRET_KEY is a placeholder value\n"
+    env.write_text("SECRET_KEY=abc\n")
+    assert cli("env", "check").stdout == "✘ SECRET_KEY is 3 characters, needs 32+\n"
+    env.write_text("FLASK_ENV=production\n")
+    result = cli("env", "check", "--json")
+    assert result.exit_code == 1
+    assert json_out(result) == {"ok": False, "findings": [
+        {"level": "error", "variable": "SECRET_KEY", "message": "SECRET_KEY is not set"}]}
+
+
+def test_check_uses_the_backend_placeholder_list(cli, project: Path) -> None:
+    settings = project / "backend" / "montero_api" / "settings.py"
+    settings.parent.mkdir(parents=True)
+    settings.write_text('PLACEHOLDER_SECRETS = frozenset({"our-very-own-placeholder-value-1234567"})\n')
+    env = project / ".env"
+    env.write_text("SECRET_KEY=our-very-own-placeholder-value-1234567\n")
+    env.chmod(0o600)
+    assert cli("env", "check").stdout == "✘ SECRET_KEY is a placeholder value\n"
+
+
+def test_check_warns_about_a_world_readable_env(cli, project: Path) -> None:
+    env = project / ".env"
+    env.write_text("SECRET_KEY=" + "a1" * 32 + "\n")
+    env.chmod(0o644)
+    result = cli("env", "check")
+    assert result.exit_code == 0
+    assert result.stdout.splitlines() == [
+        "! .env is readable by others (mode 644); run chmod 600", "✔ .env looks good"]
+
+
+def test_show_redacts_secrets(cli, project: Path) -> None:
+    (project / ".env").write_text(
+        "SECRET_KEY=abcdef\nMAIL_PASSWORD='p w'\nFLASK_ENV=production\n"
+        "DATABASE_URL=postgresql+psycopg://montero:hunter2@db:5432/montero\nMAIL_USERNAME=\n"
+    )
+    result = cli("env", "show")
+    assert result.exit_code == 0
+    assert result.stdout.splitlines() == [
+        "SECRET_KEY=********", "MAIL_PASSWORD=********", "FLASK_ENV=production",
+        "DATABASE_URL=postgresql+psycopg://montero:********@db:5432/montero", "MAIL_USERNAME=",
+    ]
+    assert json_out(cli("env", "show", "--json"))["SECRET_KEY"] == "********"
+
+
+def test_show_without_env(cli, project: Path) -> None:
+    result = cli("env", "show")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [f"Error: {project / '.env'} does not exist",
+                                          "  Fix: create it with `montero env init`"]
+
+
+def test_env_outside_a_project_exit_4(cli, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = cli("env", "show")
+    assert result.exit_code == 4
+    assert result.stderr.splitlines()[0] == f"Error: no Montero stack found in {tmp_path} or any parent folder"

@@ -1,0 +1,133 @@
+"""logs, exec, shell, test, migrate: commands attached to the terminal."""
+
+from __future__ import annotations
+
+import subprocess
+from typing import Any
+
+import pytest
+from python_on_whales.exceptions import DockerException
+
+from tests.unit.conftest import DockerCalls, FakeEngine, container
+
+
+def test_logs_options(cli, docker: DockerCalls, prefix: list[str]) -> None:
+    result = cli("logs", "app", "redis", "--tail", "100", "--since", "10m", "--until", "1m", "--timestamps")
+    assert result.exit_code == 0
+    assert docker.calls == [prefix + ["logs", "--tail", "100", "--since", "10m", "--until", "1m", "--timestamps",
+                                      "app", "redis"]]
+    assert docker.kwargs == [{"capture_stdout": False, "capture_stderr": False}]
+
+
+def test_logs_bad_tail(cli, docker: DockerCalls) -> None:
+    result = cli("logs", "--tail", "ten")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[0] == "Error: invalid --tail 'ten': expected a number or 'all'"
+    assert docker.calls == []
+
+
+class FakeProcess:
+    started: list[list[str]] = []
+
+    def __init__(self, cmd: list[str], interrupt: bool = False) -> None:
+        self.cmd = cmd
+        self.interrupt = interrupt
+        self.terminated = False
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.interrupt and not self.terminated:
+            raise KeyboardInterrupt
+        return 0
+
+    def terminate(self) -> None:
+        self.terminated = True
+
+
+@pytest.mark.parametrize("interrupt", [False, True])
+def test_logs_follow_runs_its_own_process_and_ends_it(cli, docker: DockerCalls, prefix: list[str],
+                                                      monkeypatch: pytest.MonkeyPatch, interrupt: bool) -> None:
+    made: list[FakeProcess] = []
+
+    def popen(cmd: list[str], **kw: Any) -> FakeProcess:
+        made.append(FakeProcess([c if not c.endswith("/docker") else "docker" for c in cmd], interrupt))
+        return made[-1]
+
+    monkeypatch.setattr(subprocess, "Popen", popen)
+    result = cli("logs", "-f", "app")
+    assert result.exit_code == 0
+    assert made[0].cmd == prefix + ["logs", "--follow", "app"]
+    assert made[0].terminated is interrupt
+    assert docker.calls == []
+
+
+def test_exec_without_tty_propagates_exit_code(cli, docker: DockerCalls, engine: FakeEngine, prefix: list[str]) -> None:
+    engine.set(container("app"))
+    docker.respond(lambda c: "exec" in c, DockerException(["docker"], 3))
+    result = cli("exec", "app", "--user", "root", "--", "ls", "-la", "/app")
+    assert result.exit_code == 3, result.output
+    assert docker.calls == [prefix + ["exec", "-T", "--user", "root", "app", "ls", "-la", "/app"]]
+
+
+def test_exec_with_tty(cli, docker: DockerCalls, engine: FakeEngine, prefix: list[str], monkeypatch) -> None:
+    engine.set(container("app"))
+    monkeypatch.setattr("montero_ops.commands.exec._tty", lambda: True)
+    assert cli("exec", "app", "--", "true").exit_code == 0
+    assert docker.calls == [prefix + ["exec", "app", "true"]]
+
+
+def test_exec_when_service_is_not_running(cli, docker: DockerCalls, engine: FakeEngine) -> None:
+    engine.set(container("app", state="exited", health=None, exit_code=1))
+    result = cli("exec", "app", "--", "true")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == ["Error: service 'app' is not running", "  Fix: run `montero up` first"]
+    assert docker.calls == []
+
+
+def test_shell_prefers_bash_and_can_be_root(cli, docker: DockerCalls, engine: FakeEngine, prefix: list[str]) -> None:
+    engine.set(container("app"), container("redis"))
+    assert cli("shell", "--root").exit_code == 0
+    assert cli("shell", "redis").exit_code == 0
+    script = "if command -v bash >/dev/null 2>&1; then exec bash; else exec sh; fi"
+    assert docker.calls == [
+        prefix + ["exec", "-T", "--user", "root", "app", "sh", "-c", script],
+        prefix + ["exec", "-T", "redis", "sh", "-c", script],
+    ]
+
+
+def test_test_with_coverage_and_pytest_args(cli, docker: DockerCalls, engine: FakeEngine, prefix: list[str]) -> None:
+    engine.set(container("app"))
+    assert cli("test", "--cov", "--", "-k", "health", "-x").exit_code == 0
+    assert docker.calls == [prefix + ["exec", "-T", "--workdir", "/app", "app", "pytest", "--cov=montero_api",
+                                      "--cov-report=term-missing", "-k", "health", "-x"]]
+
+
+@pytest.mark.parametrize(
+    ("args", "alembic"),
+    [
+        (["current"], ["current"]),
+        (["history"], ["history", "--verbose"]),
+        (["revision", "-m", "add invoices", "--autogenerate"], ["revision", "-m", "add invoices", "--autogenerate"]),
+        (["upgrade"], ["upgrade", "head"]),
+        (["upgrade", "ab12"], ["upgrade", "ab12"]),
+        (["downgrade"], ["downgrade", "-1"]),
+        (["downgrade", "-2"], ["downgrade", "-2"]),
+    ],
+)
+def test_migrate(cli, docker: DockerCalls, engine: FakeEngine, prefix: list[str], args, alembic) -> None:
+    engine.set(container("app"))
+    result = cli("migrate", *args)
+    assert result.exit_code == 0, result.output
+    assert docker.calls == [prefix + ["exec", "-T", "--workdir", "/app", "app", "alembic", *alembic]]
+
+
+def test_migrate_revision_needs_a_message(cli, docker: DockerCalls, engine: FakeEngine) -> None:
+    result = cli("migrate", "revision")
+    assert result.exit_code == 2
+    assert "Missing option '--message'" in result.output
+    assert docker.calls == []
+
+
+def test_migrate_needs_the_stack(cli, docker: DockerCalls, engine: FakeEngine) -> None:
+    result = cli("migrate", "upgrade")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == "Error: service 'app' is not running"

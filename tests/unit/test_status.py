@@ -1,0 +1,67 @@
+"""ps / status / health: from the Engine API, no python-on-whales."""
+
+from __future__ import annotations
+
+from tests.unit.conftest import FakeEngine, container, json_out
+
+
+def test_ps_table(cli, engine: FakeEngine) -> None:
+    engine.set(container("app", restarts=2), container("redis", health=None))
+    result = cli("ps")
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["SERVICE", "NAME", "STATE", "HEALTH", "RESTARTS", "PORTS"]
+    assert lines[1].split() == ["app", "shop-app-1", "running", "healthy", "2", "0.0.0.0:5000->5000/tcp"]
+    assert lines[2].split() == ["redis", "shop-redis-1", "running", "-", "0"]
+
+
+def test_ps_json_and_status_alias(cli, engine: FakeEngine) -> None:
+    engine.set(container("app", state="exited", health=None, exit_code=3))
+    for name in ("ps", "status"):
+        result = cli(name, "--json")
+        assert result.exit_code == 0
+        row = json_out(result)[0]
+        assert row["service"] == "app" and row["state"] == "exited" and row["exit_code"] == 3
+        assert row["condition"] == "exited" and row["restarts"] == 0 and row["health"] is None
+
+
+def test_ps_when_nothing_runs(cli, engine: FakeEngine) -> None:
+    result = cli("ps")
+    assert result.exit_code == 0 and result.stdout == ""
+    assert "the stack is not running" in result.stderr
+
+
+def test_health_ok(cli, engine: FakeEngine) -> None:
+    engine.set(container("app"), container("redis", health=None))
+    result = cli("health")
+    assert result.exit_code == 0
+    assert result.stdout.splitlines() == ["✔ app          healthy", "✔ redis        running"]
+
+
+def test_health_unhealthy_and_missing_exit_1(cli, engine: FakeEngine) -> None:
+    engine.set(container("app", health="unhealthy"))
+    result = cli("health", "--json")
+    assert result.exit_code == 1
+    assert json_out(result) == {
+        "ok": False,
+        "services": [
+            {"service": "app", "status": "unhealthy", "containers": 1, "ok": False},
+            {"service": "redis", "status": "missing", "containers": 0, "ok": False},
+        ],
+    }
+
+
+def test_health_reports_worst_replica(cli, engine: FakeEngine) -> None:
+    engine.set(container("app", 1), container("app", 2, health="starting"), container("redis"))
+    result = cli("health")
+    assert result.exit_code == 1
+    assert "✘ app          starting (2 containers)" in result.stdout
+
+
+def test_health_engine_down_exit_3(cli, project, monkeypatch) -> None:
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    result = cli("health")
+    assert result.exit_code == 3
+    assert result.stderr.splitlines()[0] == (
+        "Error: the Docker socket /nonexistent/docker.sock does not exist: the daemon is not running"
+    )
