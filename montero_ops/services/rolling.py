@@ -1,0 +1,113 @@
+"""Rolling restart of a scaled service behind nginx, one replica at a time, without dropping requests.
+
+For each old replica: start one more (`compose up --scale app=N+1 --no-recreate --no-deps`),
+wait until it is healthy, give nginx time to re-resolve `app` (its resolver caches Docker's
+DNS answer for `valid=5s`, see docker/nginx/nginx.conf), then stop the old one gracefully
+(gunicorn finishes its in-flight requests on SIGTERM) and remove it. Requests that still reach
+a stopped replica fail to connect, and nginx passes them to the next replica
+(`proxy_next_upstream error timeout`), so clients see no error.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+from montero_ops.engine import Engine
+from montero_ops.errors import CommandFailed, StackNotRunning, UsageError
+
+if TYPE_CHECKING:
+    from python_on_whales import DockerClient
+
+    from montero_ops.project import Project
+
+Progress = Callable[[str], None]
+DNS_GRACE_S = 6.0  # nginx's `resolver … valid=5s` plus a second
+
+
+@dataclass
+class RollingResult:
+    service: str
+    replaced: list[str] = field(default_factory=list)  # names of the replicas taken out
+    started: list[str] = field(default_factory=list)  # names of the replicas that replaced them
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def replicas(engine: Engine, project: str, service: str, running_only: bool = True) -> list[dict[str, Any]]:
+    """The service's containers, oldest first (the list form of the Engine API: Id, Names, Created, State)."""
+    found = [
+        c for c in engine.project_containers(project, all=not running_only)
+        if c.get("Labels", {}).get("com.docker.compose.service") == service
+        and c.get("Labels", {}).get("com.docker.compose.oneoff", "False") != "True"
+    ]
+    return sorted(found, key=lambda c: (c.get("Created", 0), _name(c)))
+
+
+def _name(container: dict[str, Any]) -> str:
+    names = container.get("Names") or [container.get("Id", "")[:12]]
+    return str(names[0]).lstrip("/")
+
+
+def health(engine: Engine, container_id: str) -> str:
+    """'healthy' | 'unhealthy' | 'starting' | 'none' (no healthcheck) | 'exited' …"""
+    state = engine.inspect(container_id).get("State", {})
+    if not state.get("Running"):
+        return str(state.get("Status", "exited"))
+    return str((state.get("Health") or {}).get("Status", "none"))
+
+
+def wait_healthy(engine: Engine, container_id: str, timeout: float, interval: float = 1.0) -> None:
+    deadline = time.monotonic() + timeout
+    status = "starting"
+    while time.monotonic() < deadline:
+        status = health(engine, container_id)
+        if status in ("healthy", "none"):
+            return
+        if status in ("unhealthy", "exited", "dead"):
+            break
+        time.sleep(interval)
+    raise CommandFailed(
+        f"the new replica {container_id[:12]} is {status}, not healthy: the old replicas keep serving",
+        hint="see `montero logs app --tail 50`; nothing was stopped",
+    )
+
+
+def rolling_restart(
+    client: "DockerClient",
+    project: "Project",
+    service: str = "app",
+    timeout: float = 180.0,
+    dns_grace: float = DNS_GRACE_S,
+    stop_timeout: int = 30,
+    progress: Progress = lambda _msg: None,
+    engine: Engine | None = None,
+) -> RollingResult:
+    engine = engine or Engine()
+    old = replicas(engine, project.name, service)
+    if not old:
+        raise StackNotRunning(service)
+    if dns_grace < 0 or timeout <= 0:
+        raise UsageError("--timeout must be positive and the DNS grace not negative")
+    count = len(old)
+    result = RollingResult(service=service)
+    for index, victim in enumerate(old, start=1):
+        known = {c["Id"] for c in replicas(engine, project.name, service, running_only=False)}
+        progress(f"[{index}/{count}] starting a replacement for {_name(victim)}")
+        client.compose.up(services=[service], scales={service: count + 1}, recreate=False, dependencies=False,
+                          detach=True, no_build=True, quiet=True)
+        fresh = [c for c in replicas(engine, project.name, service) if c["Id"] not in known]
+        if not fresh:
+            raise CommandFailed(f"compose started no new '{service}' replica", hint="run `montero ps` to see why")
+        new = fresh[-1]
+        wait_healthy(engine, new["Id"], timeout)
+        result.started.append(_name(new))
+        progress(f"[{index}/{count}] {_name(new)} is healthy; waiting {dns_grace:.0f}s for nginx to see it")
+        time.sleep(dns_grace)
+        progress(f"[{index}/{count}] stopping {_name(victim)} (in-flight requests finish first)")
+        client.container.stop(victim["Id"], time=stop_timeout)
+        client.container.remove(victim["Id"], force=True)
+        result.replaced.append(_name(victim))
+    return result
