@@ -1,0 +1,161 @@
+"""`montero doctor` on the real engine: real faults injected, doctor must name each with its fix.
+
+Faults: port held by another process, Redis stopped, .env missing, weak SECRET_KEY, an app
+crash-looping from a bad setting, the data folder owned by root, the database corrupted on
+purpose, migrations behind head. A healthy stack must give exit 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import time
+from typing import Any
+
+import pytest
+
+
+def doctor(project: Any, *args: str) -> tuple[int, dict[str, dict[str, Any]], str]:
+    done = project.run_montero("doctor", "--json", *args, timeout=120)
+    try:
+        findings = json.loads(done.stdout)
+    except ValueError:
+        pytest.fail(f"doctor printed no JSON (exit {done.returncode}):\n{done.stdout}\n{done.stderr}", pytrace=False)
+    return done.returncode, {f["id"]: f for f in findings}, done.stdout + done.stderr
+
+
+def _up(project: Any) -> None:
+    done = project.compose("up", "-d", "--wait", "--wait-timeout", "240", timeout=600)
+    if done.returncode != 0:
+        pytest.fail(f"compose up failed:\n{done.stderr[-2000:]}\n--- logs ---\n{project.logs()}", pytrace=False)
+
+
+def _wait(predicate: Any, timeout: float = 90) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(1)
+    return False
+
+
+def test_healthy_stack_then_redis_stopped_migrations_behind_and_corruption(stack_project: Any) -> None:
+    key = secrets.token_hex(32)
+    stack_project.write_env(SECRET_KEY=key)
+    _up(stack_project)
+
+    code, found, output = doctor(stack_project)
+    failures = {k: v for k, v in found.items() if v["status"] == "fail"}
+    assert code == 0, failures
+    for check_id in ("docker.daemon", "compose.plugin", "ports.app", "health.app", "health.redis", "restarts.app",
+                     "connect.redis", "connect.data_writable", "data.integrity", "data.migrations", "sqlite.locking",
+                     "config.secret_key"):
+        assert found[check_id]["status"] == "pass", found[check_id]
+    assert "used by this stack" in found["ports.app"]["message"]
+    assert key not in output
+
+    # Migrations behind head: the code gains a migration (as after a `git pull`) that the
+    # database has not had yet.
+    newer = stack_project.root / "backend" / "migrations" / "versions" / "9999_doctor_newer.py"
+    newer.write_text(
+        '"""a newer migration"""\nrevision = "9999"\ndown_revision = "0001"\n\n\n'
+        "def upgrade() -> None:\n    pass\n\n\ndef downgrade() -> None:\n    pass\n"
+    )
+    code, found, _ = doctor(stack_project)
+    assert code == 1
+    assert found["data.migrations"]["status"] == "fail"
+    assert "behind head 9999" in found["data.migrations"]["message"]
+    assert found["data.migrations"]["fix"].startswith("montero migrate upgrade")
+    assert found["images.app"]["status"] == "warn"  # and the image predates that code
+    assert "montero up --build" in found["images.app"]["fix"]
+    newer.unlink()
+
+    # Redis stopped: named, with the command that starts it; --fix starts it (a safe fix).
+    assert stack_project.compose("stop", "redis", timeout=120).returncode == 0
+    code, found, _ = doctor(stack_project)
+    assert code == 1
+    assert found["health.redis"]["status"] == "fail" and found["health.redis"]["fix"] == "montero start redis"
+    assert found["connect.redis"]["status"] == "fail" and "cannot reach Redis" in found["connect.redis"]["message"]
+    fixed = stack_project.run_montero("doctor", "--fix", timeout=180)
+    assert "fix health.redis: started redis" in fixed.stderr, fixed.stderr
+    ps = stack_project.compose("ps", "--status", "running", "--services")
+    assert "redis" in ps.stdout.split()
+
+    # The database corrupted on purpose (app stopped so it cannot rewrite the pages).
+    assert stack_project.compose("stop", "app", timeout=120).returncode == 0
+    db = stack_project.root / "data" / "mi_sistema.db"
+    for sidecar in ("-wal", "-shm"):
+        (stack_project.root / "data" / f"mi_sistema.db{sidecar}").unlink(missing_ok=True)
+    raw = bytearray(db.read_bytes())
+    raw[4096:4096 * 3] = os.urandom(4096 * 2)
+    db.write_bytes(bytes(raw))
+    code, found, _ = doctor(stack_project)
+    assert code == 1
+    assert found["data.integrity"]["status"] == "fail"
+    assert found["data.integrity"]["fix"].startswith("montero restore sqlite --latest")
+
+
+def test_crash_loop_from_a_bad_setting(stack_project: Any) -> None:
+    stack_project.write_env(SECRET_KEY="short")  # production refuses keys under 32 characters
+    done = stack_project.compose("up", "-d", timeout=600)
+    assert done.returncode == 0, done.stderr
+
+    def looping() -> bool:
+        ps = stack_project.compose("ps", "-a", "--format", "json", "app")
+        return "restarting" in ps.stdout.lower() or '"ExitCode":0' not in ps.stdout.replace(" ", "")
+
+    assert _wait(looping, 120), stack_project.logs("app")
+    deadline = time.monotonic() + 120
+    while True:  # restart counts grow with Docker's back-off: wait for a loop, not a single crash
+        code, found, output = doctor(stack_project)
+        if found["restarts.app"]["status"] == "fail" or time.monotonic() > deadline:
+            break
+        time.sleep(3)
+    restarts = found["restarts.app"]
+    assert code == 1
+    assert restarts["status"] == "fail", restarts
+    assert "restarting in a loop" in restarts["message"]
+    assert "SECRET_KEY" in restarts["message"] and "SECRET_KEY" in restarts["fix"]
+    assert restarts["detail"], "the last log lines must be shown"
+    assert found["config.secret_key"]["status"] == "fail"
+    assert "short" not in json.dumps(restarts)  # the secret itself never appears
+
+
+def test_faults_with_the_stack_down(stack_project: Any) -> None:
+    root = stack_project.root
+
+    # .env missing.
+    code, found, _ = doctor(stack_project)
+    assert code == 1
+    assert found["config.env_file"]["status"] == "fail" and found["config.env_file"]["fix"] == "montero env init"
+    assert found["health.app"]["status"] == "warn" and found["health.app"]["fix"] == "montero up"
+
+    # Weak SECRET_KEY.
+    stack_project.write_env(SECRET_KEY="change-me")
+    code, found, output = doctor(stack_project)
+    assert found["config.secret_key"]["status"] == "fail"
+    assert "secrets.token_hex(32)" in found["config.secret_key"]["fix"]
+
+    # The app's first port held by another process (this test's own process).
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.bind(("0.0.0.0", stack_project.app_ports[0]))
+    holder.listen(1)
+    try:
+        code, found, _ = doctor(stack_project)
+    finally:
+        holder.close()
+    ports = found["ports.app"]
+    assert ports["status"] == "fail"
+    assert f"port {stack_project.app_ports[0]}" in ports["message"] and f"process {os.getpid()}" in ports["message"]
+    assert ports["fix"].startswith(f"kill {os.getpid()}")
+
+    # The data folder owned by root: the app (uid 1000) could not write its database.
+    os.chown(root / "data", 0, 0)
+    (root / "data").chmod(0o755)
+    code, found, _ = doctor(stack_project)
+    assert found["connect.data_writable"]["status"] == "fail"
+    assert "uid 0" in found["connect.data_writable"]["message"]
+    assert found["connect.data_writable"]["fix"] == "sudo chown -R 1000:1000 data logs"
