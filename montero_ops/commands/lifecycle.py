@@ -159,9 +159,39 @@ def scale(
 
     Example: montero scale app=3
     """
-    from montero_ops.services.stack import parse_scales
+    from montero_ops.services.stack import current_variant, parse_scales
 
-    start_and_wait(get_state(ctx), [], False, parse_scales(replicas), not no_wait, timeout)
+    state = get_state(ctx)
+    # With nginx running, scale inside the production variant: without its file and profile
+    # compose would recreate every app replica (with host ports) and drop requests.
+    profiles = list(current_variant(state.engine(), state.project()).profiles)
+    start_and_wait(state, profiles, False, parse_scales(replicas), not no_wait, timeout)
+
+
+def restart(
+    ctx: typer.Context,
+    services: Services = None,
+    rolling: Annotated[bool, typer.Option(
+        "--rolling", help="Replace the replicas one at a time (start new, wait healthy, stop old): no dropped requests."
+    )] = False,
+    timeout: Annotated[int, typer.Option("--timeout", help="Seconds to wait for each new replica.")] = DEFAULT_TIMEOUT,
+) -> None:
+    """Restart containers; --rolling replaces app replicas one by one without downtime behind nginx.
+
+    Example: montero restart --rolling
+    """
+    if not rolling:
+        return _simple("restart", "", "")(ctx, services)
+    from montero_ops.output import info, success
+    from montero_ops.services import stack
+    from montero_ops.services.rolling import rolling_restart
+
+    state = get_state(ctx)
+    project = stack.current_variant(state.engine(), state.project())
+    for service in services or ["app"]:
+        result = rolling_restart(state.client(project), project, service, timeout=timeout, progress=info,
+                                 engine=state.engine())
+        success(f"{service}: {len(result.replaced)} replica(s) replaced one at a time")
 
 
 def register(app: typer.Typer) -> None:
@@ -170,5 +200,5 @@ def register(app: typer.Typer) -> None:
     app.command()(down)
     app.command("start")(_simple("start", "Start the stack's stopped containers.", "montero start app"))
     app.command("stop")(_simple("stop", "Stop containers without removing them.", "montero stop redis"))
-    app.command("restart")(_simple("restart", "Restart containers.", "montero restart app"))
+    app.command("restart")(restart)
     app.command()(scale)
