@@ -62,6 +62,7 @@ def start_and_wait(state: State, project_profiles: list[str], build: bool, scale
         project = project.with_compose_files(path)
     client = state.client(project)
     engine = state.engine()
+    stack.prepare_dirs(project)
     try:
         stack.up(client, build=build, scales=scales)
     except DockerException:

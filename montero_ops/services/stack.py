@@ -7,6 +7,7 @@ log lines and its health-probe outputs (the kamal approach).
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
@@ -63,6 +64,21 @@ def parse_scales(items: list[str]) -> dict[str, int]:
 
 def build(client: "DockerClient", services: list[str], no_cache: bool = False) -> None:
     client.compose.build(services=services or None, cache=not no_cache)
+
+
+APP_UID = 1000  # the image's appuser (docker/Dockerfile)
+
+
+def prepare_dirs(project: Project) -> None:
+    """./data and ./logs exist and belong to the app's uid before compose bind-mounts them.
+
+    Docker would create missing ones owned by root, which the non-root app cannot write.
+    Only root can chown; others get the entrypoint's fix message if ownership is wrong.
+    """
+    for folder in (project.data_dir, project.logs_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+        if hasattr(os, "geteuid") and os.geteuid() == 0 and folder.stat().st_uid == 0:
+            os.chown(folder, APP_UID, APP_UID)
 
 
 def up(client: "DockerClient", build: bool = False, scales: dict[str, int] | None = None) -> None:

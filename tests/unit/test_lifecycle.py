@@ -20,7 +20,7 @@ def test_build_one_service(cli, docker: DockerCalls, prefix: list[str]) -> None:
     assert docker.calls == [prefix + ["build", "app"]]
 
 
-def test_up_waits_for_health(cli, docker: DockerCalls, engine: FakeEngine, prefix: list[str]) -> None:
+def test_up_waits_for_health(cli, docker: DockerCalls, engine: FakeEngine, prefix: list[str], project: Path) -> None:
     engine.timeline = [
         [container("app", health="starting"), container("redis", health="healthy")],
         [container("app", health="healthy"), container("redis", health="healthy")],
@@ -29,6 +29,7 @@ def test_up_waits_for_health(cli, docker: DockerCalls, engine: FakeEngine, prefi
     assert result.exit_code == 0, result.output
     assert docker.calls == [prefix + ["up", "--build", "--detach"]]
     assert "stack is up: 2 containers, 2 healthy" in result.stderr
+    assert (project / "data").is_dir() and (project / "logs").is_dir()
 
 
 def test_up_env_file_and_scale(cli, docker: DockerCalls, engine: FakeEngine, project: Path) -> None:
