@@ -109,7 +109,7 @@ def test_crash_loop_from_a_bad_setting(stack_project: Any) -> None:
     assert _wait(looping, 120), stack_project.logs("app")
     deadline = time.monotonic() + 120
     while True:  # restart counts grow with Docker's back-off: wait for a loop, not a single crash
-        code, found, output = doctor(stack_project)
+        code, found, _ = doctor(stack_project)
         if found["restarts.app"]["status"] == "fail" or time.monotonic() > deadline:
             break
         time.sleep(3)
@@ -134,7 +134,7 @@ def test_faults_with_the_stack_down(stack_project: Any) -> None:
 
     # Weak SECRET_KEY.
     stack_project.write_env(SECRET_KEY="change-me")
-    code, found, output = doctor(stack_project)
+    code, found, _ = doctor(stack_project)
     assert found["config.secret_key"]["status"] == "fail"
     assert "secrets.token_hex(32)" in found["config.secret_key"]["fix"]
 

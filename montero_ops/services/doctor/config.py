@@ -72,15 +72,27 @@ def check_config(ctx: Context) -> list[Finding]:
     absent = [n for n in example_env if n not in env and not n.startswith("MAIL_")]
     if missing:
         findings.append(failed("config.required", f"required variables not set: {', '.join(missing)}", f"montero env check  # then set {missing[0]} in {env_file}"))
-    elif absent:
-        findings.append(warned("config.required", f"variables of {example.name} missing (defaults apply): {', '.join(absent)}", f"compare with {example.name}: montero env check"))
+    elif duplicated := _duplicates(env_file):
+        findings.append(warned("config.required", f"set more than once in {env_file.name} (the last wins): {', '.join(duplicated)}",
+                               f"keep one line for each in {env_file}"))
     else:
-        findings.append(passed("config.required", "required variables set"))
+        # Variables of the example left out are not a problem: compose.yml gives each a default.
+        note = f" ({len(absent)} optional variable(s) of {example.name} unset: defaults apply)" if absent else ""
+        findings.append(passed("config.required", f"required variables set{note}"))
     known = known_placeholders(ctx.project)
     findings.append(_secret_key(env.get("SECRET_KEY", ""), known, example_env.get("SECRET_KEY", ""), env_file))
     findings.append(_flask_env(env, ctx.production))
     findings.append(_mail(env))
     return findings
+
+
+def _duplicates(env_file: Path) -> list[str]:
+    seen: dict[str, int] = {}
+    for line in env_file.read_text(errors="replace").splitlines():
+        m = re.match(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=", line)
+        if m:
+            seen[m.group(1)] = seen.get(m.group(1), 0) + 1
+    return sorted(name for name, count in seen.items() if count > 1)
 
 
 def _secret_key(key: str, known: frozenset[str], example_key: str, env_file: Path) -> Finding:

@@ -163,7 +163,12 @@ def check_ports(ctx: Context, proc: Path = PROC) -> list[Finding]:
                 f"free them or set {var} to a free range in .env",
             ))
         else:
-            ours = sorted(p for p in holders)
-            note = f" ({', '.join(map(str, ours))} used by this stack)" if ours else ""
-            findings.append(passed(check_id, f"port{'s' if len(ports) > 1 else ''} {shown} free{note}"))
+            ours = sorted(holders)
+            plural = "s" if len(ports) > 1 else ""
+            if not ours:
+                findings.append(passed(check_id, f"port{plural} {shown} free"))
+            elif len(ports) == 1:
+                findings.append(passed(check_id, f"port {shown} used by this stack"))
+            else:
+                findings.append(passed(check_id, f"ports {shown}: {', '.join(map(str, ours))} used by this stack, the rest free"))
     return findings

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from doctor_helpers import EXAMPLE, REV_A, REV_B, DoctorEngine
 
+
 @pytest.fixture
 def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_bin: Path) -> Path:
     """A project folder as `montero` finds it, with .env.example and two migrations."""

@@ -74,12 +74,19 @@ def test_secret_key_repair_writes_a_strong_key(root: Path) -> None:
     assert len(parse_env(env.read_text())["SECRET_KEY"]) == 64
 
 
-def test_required_missing_fails_and_example_gap_warns(root: Path) -> None:
+def test_required_missing_fails_and_example_gap_is_noted(root: Path) -> None:
     write_env(root, "FLASK_ENV=production\n")
-    assert _by_id(root)["config.required"].status.value == "fail"
+    finding = _by_id(root)["config.required"]
+    assert finding.status.value == "fail" and "SECRET_KEY" in finding.message
     write_env(root, f"SECRET_KEY={STRONG_KEY}\n")
     finding = _by_id(root)["config.required"]
-    assert finding.status.value == "warn" and "FLASK_ENV" in finding.message and "DATABASE_URL" in finding.message
+    assert finding.status.value == "pass" and "defaults apply" in finding.message
+
+
+def test_variable_set_twice_warns(root: Path) -> None:
+    write_env(root, GOOD + f"SECRET_KEY={STRONG_KEY[::-1]}\n")
+    finding = _by_id(root)["config.required"]
+    assert finding.status.value == "warn" and "SECRET_KEY" in finding.message and "last wins" in finding.message
 
 
 @pytest.mark.parametrize(("extra", "production", "status"), [

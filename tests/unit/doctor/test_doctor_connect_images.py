@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -105,11 +105,11 @@ def test_missing_data_folder_warns(root: Path) -> None:
 # -- images --------------------------------------------------------------------------------------
 
 def _stamp(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.123456789Z")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.123456789Z")
 
 
 def test_parse_created_nanoseconds() -> None:
-    assert parse_created("2026-11-28T04:20:00.123456789Z") == datetime(2026, 11, 28, 4, 20, 0, 123456, timezone.utc)
+    assert parse_created("2026-11-28T04:20:00.123456789Z") == datetime(2026, 11, 28, 4, 20, 0, 123456, UTC)
 
 
 def test_image_newer_than_sources_passes(root: Path, engine: DoctorEngine) -> None:

@@ -6,15 +6,14 @@ import os
 import socket
 import subprocess
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
+from doctor_helpers import DoctorEngine, make_ctx
 
 from montero_ops.services.doctor import docker_checks
 from montero_ops.services.doctor.docker_checks import check_compose, check_versions, connect
-
-from doctor_helpers import DoctorEngine, make_ctx
 
 
 def _serve(path: Path, answer: bool) -> Iterator[None]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import stat
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from doctor_helpers import STRONG_KEY, DoctorEngine, project_of, write_env
@@ -59,7 +60,7 @@ def test_hung_check_becomes_a_finding(root: Path, docker_up: DoctorEngine) -> No
         report = run_doctor(project_of(root), timeout=0.2, checks=[Check("slow", hang, needs_docker=True)])
     finally:
         release.set()
-    [daemon, slow] = report.findings
+    [_, slow] = report.findings
     assert slow.id == "slow" and slow.status is Status.FAIL
     assert "no answer within" in slow.message and "restart docker" in slow.fix
 
