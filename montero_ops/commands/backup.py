@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -24,15 +24,15 @@ class What(str, Enum):
 
 
 DirOption = Annotated[
-    Optional[Path], typer.Option("--dir", help="Backups folder (default: $MONTERO_BACKUP_DIR or ./backups).")
+    Path | None, typer.Option("--dir", help="Backups folder (default: $MONTERO_BACKUP_DIR or ./backups).")
 ]
 
 
-def _backups_dir(ctx: typer.Context, folder: Optional[Path]) -> Path:
+def _backups_dir(ctx: typer.Context, folder: Path | None) -> Path:
     return (folder or get_state(ctx).project().backups_dir).expanduser().resolve()
 
 
-def _stack(ctx: typer.Context, what: str) -> "Stack":
+def _stack(ctx: typer.Context, what: str) -> Stack:
     """The compose stack; without Docker a SQLite-only operation still works on the files."""
     from montero_ops.errors import DockerUnavailable
     from montero_ops.output import warn
@@ -73,7 +73,6 @@ def backup(
     """
     from montero_ops.output import info, print_json, success
     from montero_ops.services.backups import create_backup
-
     from montero_ops.services.backups.stack import NoStack
 
     project = get_state(ctx).project()
@@ -101,7 +100,7 @@ def list_cmd(ctx: typer.Context, folder: DirOption = None, json: JsonOption = Fa
     from montero_ops.services.backups import list_backups
 
     refs = list_backups(_backups_dir(ctx, folder))
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"id": r.id, "path": str(r.path), "created_at": r.manifest.created_at if r.manifest else None,
          "project": r.manifest.project if r.manifest else None,
          "contents": r.manifest.contents if r.manifest else [], "label": r.manifest.label if r.manifest else None,
@@ -124,7 +123,7 @@ def list_cmd(ctx: typer.Context, folder: DirOption = None, json: JsonOption = Fa
 @backups_app.command("verify")
 def verify_cmd(
     ctx: typer.Context,
-    ref: Annotated[Optional[str], typer.Argument(help="Backup ID or path (default: the newest).")] = None,
+    ref: Annotated[str | None, typer.Argument(help="Backup ID or path (default: the newest).")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Verify every backup.")] = False,
     folder: DirOption = None,
     json: JsonOption = False,
@@ -152,7 +151,7 @@ def verify_cmd(
 def prune_cmd(
     ctx: typer.Context,
     keep: Annotated[int, typer.Option("--keep", help="How many of the newest backups to keep.")],
-    older_than: Annotated[Optional[str], typer.Option("--older-than", help="Only delete backups older than this (30d, 12h, 2w).")] = None,
+    older_than: Annotated[str | None, typer.Option("--older-than", help="Only delete backups older than this (30d, 12h, 2w).")] = None,
     yes: YesOption = False,
     folder: DirOption = None,
     json: JsonOption = False,
@@ -183,7 +182,7 @@ def prune_cmd(
 def restore(
     ctx: typer.Context,
     what: Annotated[What, typer.Argument(help="What to restore.")],
-    ref: Annotated[Optional[str], typer.Argument(help="Backup ID or path.")] = None,
+    ref: Annotated[str | None, typer.Argument(help="Backup ID or path.")] = None,
     latest: Annotated[bool, typer.Option("--latest", help="Use the newest backup of this project.")] = False,
     yes: YesOption = False,
     folder: DirOption = None,

@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
+from test_backup_support import copy_db, make_db
 
 from montero_ops.services.backups import sqlite_db
-from test_backup_support import copy_db, make_db
 
 SWAP = """
 import sys

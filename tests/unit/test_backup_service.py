@@ -10,14 +10,26 @@ import time
 from pathlib import Path
 
 import pytest
+from test_backup_support import (
+    LocalStack,
+    RedisProcess,
+    digest,
+    has_redis,
+    make_db,
+    make_migrations,
+)
 
 from montero_ops.project import Project
-from montero_ops.services.backups import create_backup, list_backups, plan_prune, plan_restore, run_restore, verify_backup
-from montero_ops.services.backups import sqlite_db
-from montero_ops.services.backups.stack import NoStack
-from test_backup_support import (
-    LocalStack, RedisProcess, digest, has_redis, make_db, make_migrations,
+from montero_ops.services.backups import (
+    create_backup,
+    list_backups,
+    plan_prune,
+    plan_restore,
+    run_restore,
+    sqlite_db,
+    verify_backup,
 )
+from montero_ops.services.backups.stack import NoStack
 
 needs_redis = pytest.mark.skipif(not has_redis(), reason="redis-server/redis-cli not installed on this machine")
 
@@ -78,7 +90,7 @@ def test_backup_while_writers_insert_is_consistent(proj: Project) -> None:
 def test_round_trip_restores_every_row(proj: Project, compress: bool) -> None:
     db = make_db(proj.data_dir / "mi_sistema.db", rows=3000)
     before = sqlite_db.table_checksums(db)
-    folder, manifest = create_backup(proj, "sqlite", NoStack(), proj.backups_dir, compress=compress)
+    folder, _ = create_backup(proj, "sqlite", NoStack(), proj.backups_dir, compress=compress)
     assert (folder / ("mi_sistema.db.gz" if compress else "mi_sistema.db")).is_file()
     data = json.loads((folder / "manifest.json").read_text())
     assert data["project"] == "shop" and data["sqlite"]["revision"] == "bbb2"

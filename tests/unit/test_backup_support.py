@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -14,6 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from montero_ops.errors import CommandFailed
 from montero_ops.services.backups.redis_data import LocalRedis, restore_local
 
 SCHEMA = """
@@ -92,11 +94,9 @@ class RedisProcess:
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            try:
+            with contextlib.suppress(CommandFailed, OSError):
                 if "PONG" in LocalRedis(self.port).cli("PING"):
                     return
-            except Exception:
-                pass
             time.sleep(0.05)
         raise RuntimeError("redis-server did not start")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from montero_ops import __version__
 from montero_ops.errors import MonteroError

@@ -12,7 +12,7 @@ import json
 import os
 import re
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,7 @@ class Manifest:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Manifest":
+    def from_dict(cls, data: dict[str, Any]) -> Manifest:
         files = [FileEntry(**f) for f in data.get("files", [])]
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "files"}
         return cls(files=files, **known)
@@ -62,7 +62,7 @@ class Manifest:
 
     @property
     def created(self) -> datetime:
-        return datetime.fromisoformat(self.created_at.replace("Z", "+00:00"))
+        return datetime.fromisoformat(self.created_at)
 
 
 @dataclass
@@ -79,7 +79,7 @@ class BackupRef:
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc).replace(microsecond=0)
+    return datetime.now(UTC).replace(microsecond=0)
 
 
 def backup_id(when: datetime, project: str, contents: list[str]) -> str:

@@ -161,7 +161,7 @@ class LocalRedis:
         env = dict(os.environ, **({"REDISCLI_AUTH": self.password} if self.password else {}))
         proc = subprocess.run(
             ["redis-cli", "-h", self.host, "-p", str(self.port), *args],
-            capture_output=True, text=True, env=env, timeout=60,
+            capture_output=True, text=True, env=env, timeout=60, check=False,
         )
         if proc.returncode != 0:
             raise CommandFailed(f"redis-cli {args[0]} failed: {proc.stderr.strip() or proc.stdout.strip()}")
@@ -183,7 +183,8 @@ def restore_local(src: Path, data_dir: Path, aof: bool, dbfile: str = "dump.rdb"
     import subprocess
 
     env = dict(os.environ, SRC=str(src), DATA=str(data_dir), DBFILE=dbfile, AOF="yes" if aof else "no")
-    proc = subprocess.run(["sh", "-c", RESTORE_SCRIPT], capture_output=True, text=True, env=env, timeout=900)
+    proc = subprocess.run(["sh", "-c", RESTORE_SCRIPT], capture_output=True, text=True, env=env, timeout=900,
+                          check=False)
     if proc.returncode != 0:
         raise CommandFailed(f"restoring Redis files failed: {proc.stderr.strip().splitlines()[-1:] or proc.returncode}")
     return proc.stdout

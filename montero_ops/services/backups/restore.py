@@ -3,9 +3,10 @@ start, wait for health; on any failure put the safety backup back the same way."
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from montero_ops.errors import MonteroError, UsageError
 from montero_ops.project import Project
@@ -178,6 +179,6 @@ def _apply(folder: Path, manifest: Manifest, plan: RestorePlan, stack: Stack, to
         progress("Redis: putting dump.rdb in place" + (" and rebuilding the append-only file" if aof else ""))
         stack.redis_restore(folder / "redis", aof)
     if to_stop:
-        start = [s for s in ("redis", "app") if s in to_stop]
+        start: list[str] = [s for s in ("redis", "app") if s in to_stop]
         progress(f"starting {', '.join(start)} and waiting until healthy")
         stack.start(start)

@@ -72,7 +72,7 @@ echo "persistence=$AOF"
 
 
 class ComposeStack:
-    def __init__(self, project: Project, client: "DockerClient", health_timeout: float = 180.0) -> None:
+    def __init__(self, project: Project, client: DockerClient, health_timeout: float = 180.0) -> None:
         self.project, self.client, self.health_timeout = project, client, health_timeout
         self._config: dict[str, Any] | None = None
 
