@@ -87,7 +87,9 @@ def backup(
     typer.echo(str(path))
 
 
-backups_app = typer.Typer(help="List, verify and prune backups.", no_args_is_help=True)
+backups_app = typer.Typer(
+    help="List, verify and prune backups.\n\nExample: montero backups verify --all", no_args_is_help=True
+)
 
 
 @backups_app.command("list")
