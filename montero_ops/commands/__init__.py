@@ -25,6 +25,7 @@ MODULES = [
     "setup",
     "version",
     "tls",
+    "scan",
     "doctor",
 ]
 
