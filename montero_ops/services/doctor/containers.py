@@ -51,8 +51,9 @@ def health_outputs(container: dict[str, Any], last: int = 3) -> list[str]:
     log = ((container.get("State") or {}).get("Health") or {}).get("Log") or []
     out = []
     for entry in log[-last:]:
-        text = " ".join(str(entry.get("Output", "")).split())[:300]
-        out.append(f"probe exit {entry.get('ExitCode')}: {text}")
+        # A probe's output is often a whole traceback: its last line says what failed.
+        lines = [ln.strip() for ln in str(entry.get("Output", "")).splitlines() if ln.strip()]
+        out.append(f"probe exit {entry.get('ExitCode')}: {(lines[-1] if lines else '(no output)')[:300]}")
     return out
 
 
@@ -73,22 +74,26 @@ def check_restarts(ctx: Context) -> list[Finding]:
             continue
         worst = max(containers, key=lambda c: (bool(c["State"].get("Restarting")), c.get("RestartCount", 0)))
         state, count, name = worst["State"], int(worst.get("RestartCount", 0)), container_name(worst)
-        code = state.get("ExitCode")
         if not state.get("Restarting") and count == 0:
             findings.append(passed(f"restarts.{service}", f"{name} has not restarted"))
             continue
+        # Docker resets ExitCode while a container runs: only a stopped one has a meaningful last exit.
+        facts = [f"restarts: {count}"]
+        if not state.get("Running"):
+            facts.append(f"last exit code {state.get('ExitCode')}")
+        if state.get("OOMKilled"):
+            facts.append("killed: out of memory")
         log = _tail(ctx, worst)
         detail = [f"last {LOG_LINES} log lines of {name}:"] + log.splitlines()[-LOG_LINES:] + health_outputs(worst)
         cause = diagnose(log)
         why = f"; log says: {ctx.scrub(cause[0])}" if cause else ""
-        oom = " (killed: out of memory)" if state.get("OOMKilled") else ""
         fix = cause[1] if cause else f"montero logs {service} --tail {LOG_LINES}   # fix the error shown, then montero up"
         if state.get("OOMKilled"):
             fix = "raise the memory limit (MONTERO_APP_MEMORY in .env), then montero up"
         if state.get("Restarting") or count >= LOOP_COUNT:
-            findings.append(failed(f"restarts.{service}", f"{name} is restarting in a loop (restarts: {count}, last exit code {code}{oom}){why}", fix, detail=detail))
+            findings.append(failed(f"restarts.{service}", f"{name} is restarting in a loop ({', '.join(facts)}){why}", fix, detail=detail))
         else:
-            findings.append(warned(f"restarts.{service}", f"{name} restarted {count} time(s) (last exit code {code}{oom}){why}", fix, detail=detail))
+            findings.append(warned(f"restarts.{service}", f"{name} restarted {count} time(s) ({', '.join(facts[1:]) or 'now running'}){why}", fix, detail=detail))
     return findings
 
 

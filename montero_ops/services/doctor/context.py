@@ -7,6 +7,7 @@ Queries shared by several checks (the project's containers and their inspect doc
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import threading
 from collections.abc import Callable
@@ -72,7 +73,8 @@ class Context:
         """Never let a secret reach the output: mask NAME=value lines and known secret values."""
         text = redact.redact_text(text)
         for secret in self.secret_values():
-            text = text.replace(secret, redact.MASK)
+            # Whole tokens only, so a short weak key like "short" does not mangle "shorter".
+            text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", redact.MASK, text)
         return text
 
     # -- docker --------------------------------------------------------------------------------

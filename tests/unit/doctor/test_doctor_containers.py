@@ -28,7 +28,7 @@ def test_no_restarts_pass(root: Path, engine: DoctorEngine) -> None:
 
 
 def test_a_few_restarts_warn(root: Path, engine: DoctorEngine) -> None:
-    engine.add("app", restarts=1, exit_code=137, oom=True)
+    engine.add("app", running=False, restarts=1, exit_code=137, oom=True)
     engine.add("redis")
     finding = _by_id(check_restarts(make_ctx(root, engine)))["restarts.app"]
     assert finding.status.value == "warn"
