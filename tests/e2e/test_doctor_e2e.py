@@ -126,6 +126,16 @@ def test_crash_loop_from_a_bad_setting(stack_project: Any) -> None:
 def test_faults_with_the_stack_down(stack_project: Any) -> None:
     root = stack_project.root
 
+    # No Docker at all (a socket that does not exist): said first, docker checks skipped, files still checked.
+    done = stack_project.run_montero("doctor", "--json", env={"DOCKER_HOST": "unix:///tmp/montero-no-docker.sock"})
+    listed = json.loads(done.stdout)
+    assert done.returncode == 1
+    assert listed[0]["id"] == "docker.daemon" and listed[0]["status"] == "fail"
+    assert "systemctl start docker" in listed[0]["fix"]
+    statuses = {f["id"]: f["status"] for f in listed}
+    assert statuses["health"] == "skip" and statuses["images.app"] == "skip"
+    assert statuses["config.env_file"] == "fail"
+
     # .env missing.
     code, found, _ = doctor(stack_project)
     assert code == 1

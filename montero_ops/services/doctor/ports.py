@@ -130,13 +130,18 @@ def find_holders(ports: list[int], containers: list[dict[str, Any]], proc: Path 
 
 def check_ports(ctx: Context, proc: Path = PROC) -> list[Finding]:
     groups = [("ports.app", "MONTERO_APP_PORTS", ctx.setting("MONTERO_APP_PORTS", DEFAULT_APP_PORTS))]
+    findings: list[Finding] = []
     if ctx.production:
+        app = ((ctx.compose_config() or {}).get("services") or {}).get("app")
+        if isinstance(app, dict) and not app.get("ports"):
+            # compose.production.yml resets the app's ports: only nginx publishes any.
+            groups = []
+            findings.append(passed("ports.app", "the app publishes no host port in production (nginx fronts it)"))
         groups += [
             ("ports.http", "MONTERO_HTTP_PORT", ctx.setting("MONTERO_HTTP_PORT", DEFAULT_HTTP_PORT)),
             ("ports.https", "MONTERO_HTTPS_PORT", ctx.setting("MONTERO_HTTPS_PORT", DEFAULT_HTTPS_PORT)),
         ]
     containers = ctx.engine.containers(all=False) if ctx.engine is not None else []
-    findings = []
     for check_id, var, spec in groups:
         try:
             ports = parse_ports(spec)

@@ -86,6 +86,15 @@ def test_production_adds_http_and_https(root: Path, monkeypatch: pytest.MonkeyPa
     assert ids == ["ports.app", "ports.http", "ports.https"]
 
 
+def test_production_app_without_published_port(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MONTERO_HTTP_PORT", str(_free_port()))
+    monkeypatch.setenv("MONTERO_HTTPS_PORT", str(_free_port()))
+    ctx = make_ctx(root, production=True, compose={"services": {"app": {"ports": []}, "nginx": {"ports": [{}]}}})
+    found = {f.id: f for f in check_ports(ctx)}
+    assert list(found) == ["ports.app", "ports.http", "ports.https"]
+    assert found["ports.app"].status.value == "pass" and "no host port" in found["ports.app"].message
+
+
 def test_bad_port_setting_fails(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MONTERO_APP_PORTS", "five-thousand")
     assert check_ports(make_ctx(root))[0].status.value == "fail"
