@@ -8,7 +8,7 @@ exit code (see errors.py). `--debug` shows the traceback instead.
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
@@ -132,14 +132,14 @@ def _version_callback(value: bool) -> None:
 def root(
     ctx: typer.Context,
     project_dir: Annotated[
-        Optional[str],
+        str | None,
         typer.Option("--project-dir", envvar="MONTERO_PROJECT_DIR", help="Folder holding docker/compose.yml (default: search upwards)."),
     ] = None,
     env_file: Annotated[
-        Optional[str], typer.Option("--env-file", help="Environment file (default: .env in the project).")
+        str | None, typer.Option("--env-file", help="Environment file (default: .env in the project).")
     ] = None,
     project_name: Annotated[
-        Optional[str],
+        str | None,
         typer.Option("--project-name", "-p", help="Compose project name (default: the project folder's name)."),
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
@@ -147,7 +147,7 @@ def root(
         bool, typer.Option("--verbose", "-v", help="Print the underlying docker commands and their full output.")
     ] = False,
     version: Annotated[
-        Optional[bool],
+        bool | None,
         typer.Option("--version", callback=_version_callback, is_eager=True, help="Show montero's version and exit."),
     ] = None,
 ) -> None:

@@ -7,6 +7,7 @@ and never on the path of `montero --help` / `--version`.
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from montero_ops.errors import DockerUnavailable
@@ -41,11 +42,11 @@ def compose_base_cmd(project: Project) -> list[str]:
     return cmd + ["--project-name", project.name, "--project-directory", str(project.root)]
 
 
-def build_client(project: Project, client_call: list[str] | None = None) -> "DockerClient":
+def build_client(project: Project, client_call: list[str] | None = None) -> DockerClient:
     """Every compose context (files, env file, profiles, name, directory) on one object."""
     from python_on_whales import DockerClient
 
-    env_files = [project.env_file] if project.env_file.is_file() else []
+    env_files: list[str | Path] = [project.env_file] if project.env_file.is_file() else []
     return DockerClient(
         compose_files=list(project.compose_files),
         compose_env_files=env_files,
@@ -65,7 +66,7 @@ def require_docker_cli(client_call: list[str] | None = None) -> None:
         )
 
 
-def require_engine(client: "DockerClient") -> None:
+def require_engine(client: DockerClient) -> None:
     """The daemon answers and the Compose v2 plugin is there; else exit 3 with the fix."""
     from python_on_whales.exceptions import DockerException
 

@@ -64,7 +64,7 @@ class Engine:
             else:
                 conn.request(method, url, body=json.dumps(body), headers={"Content-Type": "application/json"})
             resp = conn.getresponse()
-            body = resp.read()
+            data: bytes = resp.read()
         except FileNotFoundError as exc:
             raise DockerUnavailable(
                 f"the Docker socket {self.path} does not exist: the daemon is not running",
@@ -75,7 +75,7 @@ class Engine:
                 f"permission denied on the Docker socket {self.path}",
                 hint="add your user to the docker group (`sudo usermod -aG docker $USER`, then log in again)",
             ) from exc
-        except (ConnectionError, socket.timeout, OSError) as exc:
+        except (TimeoutError, ConnectionError, OSError) as exc:
             raise DockerUnavailable(
                 f"the Docker daemon is not answering on {self.path}",
                 hint="start or restart Docker (`sudo systemctl restart docker`) or run `montero setup`",
@@ -84,11 +84,11 @@ class Engine:
             conn.close()
         if resp.status >= 400:
             try:
-                message = json.loads(body).get("message", "")
+                message = json.loads(data).get("message", "")
             except ValueError:
-                message = body.decode(errors="replace")
+                message = data.decode(errors="replace")
             raise DockerUnavailable(f"Docker Engine API error {resp.status}: {message}")
-        return body
+        return data
 
     def ping(self) -> None:
         """Raise DockerUnavailable (exit 3, with the fix) unless the daemon answers."""

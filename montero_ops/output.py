@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-_consoles: dict[bool, "Console"] = {}
+_consoles: dict[bool, Console] = {}
 
 
-def console(stderr: bool = False) -> "Console":
+def console(stderr: bool = False) -> Console:
     # Not cached across stream swaps (CliRunner replaces sys.stdout/sys.stderr per call).
     from rich.console import Console
 

@@ -45,11 +45,11 @@ class Project:
     def env_example(self) -> Path:
         return self.root / ".env.example"
 
-    def with_profiles(self, *profiles: str) -> "Project":
+    def with_profiles(self, *profiles: str) -> Project:
         merged = tuple(dict.fromkeys(self.profiles + tuple(p for p in profiles if p)))
         return Project(self.root, self.name, self.env_file, self.compose_files, merged)
 
-    def with_compose_files(self, *files: Path) -> "Project":
+    def with_compose_files(self, *files: Path) -> Project:
         return Project(self.root, self.name, self.env_file, self.compose_files + tuple(files), self.profiles)
 
 

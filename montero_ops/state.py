@@ -25,14 +25,14 @@ class State:
     debug: bool = False
     verbose: bool = False
     _project: Project | None = field(default=None, repr=False)
-    _clients: dict[Any, "DockerClient"] = field(default_factory=dict, repr=False)
+    _clients: dict[Any, DockerClient] = field(default_factory=dict, repr=False)
 
     def project(self) -> Project:
         if self._project is None:
             self._project = find_project(self.project_dir, self.env_file, self.project_name)
         return self._project
 
-    def client(self, project: Project | None = None, check: bool = True) -> "DockerClient":
+    def client(self, project: Project | None = None, check: bool = True) -> DockerClient:
         """A DockerClient for the project (or a variant of it, e.g. with profiles).
 
         With check=True the daemon and the Compose plugin are verified first
@@ -49,7 +49,7 @@ class State:
         return self._clients[project]
 
 
-    def engine(self, check: bool = True) -> "Engine":
+    def engine(self, check: bool = True) -> Engine:
         """The direct Engine API client (fast read-only queries); pinged first (exit 3 when down)."""
         # Looked up on the module at call time so tests can swap the class.
         from montero_ops import engine as engine_module

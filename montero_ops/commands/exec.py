@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Annotated, Callable, Optional
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -18,8 +19,16 @@ def _tty() -> bool:
     return sys.stdin.isatty() and sys.stdout.isatty()
 
 
-def run_in(state: State, service: str, build_cmd: Callable[["DockerClient"], list[str]]) -> None:
-    """Check the service runs, run the command attached, exit with its exit code."""
+# docker exec's codes for "command not found / not executable" in the container.
+NOT_FOUND_CODES = (126, 127)
+
+
+def run_in(state: State, service: str, build_cmd: Callable[[DockerClient], list[str]],
+           missing: tuple[str, str] | None = None) -> None:
+    """Check the service runs, run the command attached, exit with its exit code.
+
+    `missing` = (message, fix) reported when the program does not exist in the image.
+    """
     from montero_ops.services.dockercmd import run_passthrough
     from montero_ops.services.status import require_running
 
@@ -28,6 +37,10 @@ def run_in(state: State, service: str, build_cmd: Callable[["DockerClient"], lis
     cmd = build_cmd(client)
     print_verbose(state.verbose, cmd)
     code = run_passthrough(cmd)
+    if code in NOT_FOUND_CODES and missing:
+        from montero_ops.errors import CommandFailed
+
+        raise CommandFailed(missing[0], hint=missing[1])
     if code:
         raise typer.Exit(code)
 
@@ -36,7 +49,7 @@ def exec_(
     ctx: typer.Context,
     service: Annotated[str, typer.Argument(help="Service to run in, e.g. app.", show_default=False)],
     command: Annotated[list[str], typer.Argument(help="Command and its arguments (after --).", show_default=False)],
-    user: Annotated[Optional[str], typer.Option("--user", "-u", help="Run as this user, e.g. root.")] = None,
+    user: Annotated[str | None, typer.Option("--user", "-u", help="Run as this user, e.g. root.")] = None,
 ) -> None:
     """Run a command in a running service container; exits with the command's code.
 
@@ -64,7 +77,7 @@ def shell(
 def test(
     ctx: typer.Context,
     pytest_args: Annotated[
-        Optional[list[str]], typer.Argument(help="Arguments for pytest (after --).", show_default=False)
+        list[str] | None, typer.Argument(help="Arguments for pytest (after --).", show_default=False)
     ] = None,
     cov: Annotated[bool, typer.Option("--cov", help="Measure coverage of montero_api.")] = False,
 ) -> None:
@@ -74,7 +87,9 @@ def test(
     """
     from montero_ops.services.containers import APP_SERVICE, test_cmd
 
-    run_in(get_state(ctx), APP_SERVICE, lambda client: test_cmd(client, pytest_args or [], _tty(), cov=cov))
+    run_in(get_state(ctx), APP_SERVICE, lambda client: test_cmd(client, pytest_args or [], _tty(), cov=cov),
+           missing=("pytest is not installed in the app image",
+                    "use an image built with the test requirements, or run `pytest tests/backend` on the host"))
 
 
 def register(app: typer.Typer) -> None:

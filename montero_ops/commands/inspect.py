@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -11,7 +11,7 @@ from montero_ops.state import get_state
 
 def inspect(
     ctx: typer.Context,
-    service: Annotated[Optional[str], typer.Argument(help="Service (default: every container).")] = None,
+    service: Annotated[str | None, typer.Argument(help="Service (default: every container).")] = None,
     network: Annotated[bool, typer.Option("--network", help="Only networks and published ports.")] = False,
     env: Annotated[bool, typer.Option("--env", help="Only the environment (secrets redacted).")] = False,
 ) -> None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Callable, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -14,7 +15,7 @@ from montero_ops.state import State, get_state
 if TYPE_CHECKING:
     from montero_ops.services.stack import FailureReport
 
-Services = Annotated[Optional[list[str]], typer.Argument(help="Services (default: all).", show_default=False)]
+Services = Annotated[list[str] | None, typer.Argument(help="Services (default: all).", show_default=False)]
 DEFAULT_TIMEOUT = 180
 
 
@@ -34,7 +35,7 @@ def build(
     success("images built")
 
 
-def _print_failure(report: "FailureReport") -> None:
+def _print_failure(report: FailureReport) -> None:
     from rich.markup import escape
 
     from montero_ops.output import console
@@ -87,10 +88,10 @@ def up(
     ctx: typer.Context,
     build: Annotated[bool, typer.Option("--build", help="Build images before starting.")] = False,
     profile: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Option("--profile", help="Enable a compose profile (production adds nginx). Repeatable."),
     ] = None,
-    scale: Annotated[Optional[list[str]], typer.Option("--scale", help="SERVICE=N replicas. Repeatable.")] = None,
+    scale: Annotated[list[str] | None, typer.Option("--scale", help="SERVICE=N replicas. Repeatable.")] = None,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Do not wait for healthchecks.")] = False,
     timeout: Annotated[int, typer.Option("--timeout", help="Seconds to wait for health.")] = DEFAULT_TIMEOUT,
 ) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -12,11 +12,11 @@ from montero_ops.state import get_state
 
 def logs(
     ctx: typer.Context,
-    services: Annotated[Optional[list[str]], typer.Argument(help="Services (default: all).", show_default=False)] = None,
+    services: Annotated[list[str] | None, typer.Argument(help="Services (default: all).", show_default=False)] = None,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep streaming new lines (Ctrl-C stops).")] = False,
-    tail: Annotated[Optional[str], typer.Option("--tail", "-n", help="Lines from the end per container, or 'all'.")] = None,
-    since: Annotated[Optional[str], typer.Option("--since", help="Since a timestamp or a duration (10m).")] = None,
-    until: Annotated[Optional[str], typer.Option("--until", help="Until a timestamp or a duration.")] = None,
+    tail: Annotated[str | None, typer.Option("--tail", "-n", help="Lines from the end per container, or 'all'.")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="Since a timestamp or a duration (10m).")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="Until a timestamp or a duration.")] = None,
     timestamps: Annotated[bool, typer.Option("--timestamps", "-t", help="Show timestamps.")] = False,
 ) -> None:
     """Show the stack's logs, streaming lines as they arrive.

@@ -11,10 +11,9 @@ def version(ctx: typer.Context, json: JsonOption = False) -> None:
 
     Example: montero version --json
     """
+    from montero_ops.errors import ProjectNotFound
     from montero_ops.output import print_json
     from montero_ops.services.version import versions
-
-    from montero_ops.errors import ProjectNotFound
 
     state = get_state(ctx)
     try:

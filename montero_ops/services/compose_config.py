@@ -11,13 +11,13 @@ if TYPE_CHECKING:
     from python_on_whales import DockerClient
 
 
-def config_json(client: "DockerClient") -> dict[str, Any]:
+def config_json(client: DockerClient) -> dict[str, Any]:
     raw: dict[str, Any] = client.compose.config(return_json=True)
     result: dict[str, Any] = redact_compose_config(raw)
     return result
 
 
-def config_text(client: "DockerClient") -> str:
+def config_text(client: DockerClient) -> str:
     """Compose's own YAML (what users know from `docker compose config`), redacted line by line."""
     text = run_capture(compose_cmd(client) + ["config"])
     return redact_text(text if text.endswith("\n") else text + "\n")

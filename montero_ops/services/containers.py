@@ -21,7 +21,7 @@ COVERAGE_ARGS = ["--cov=montero_api", "--cov-report=term-missing"]
 
 
 def exec_cmd(
-    client: "DockerClient",
+    client: DockerClient,
     service: str,
     command: list[str],
     tty: bool,
@@ -39,14 +39,14 @@ def exec_cmd(
     return cmd + [service, *command]
 
 
-def shell_cmd(client: "DockerClient", service: str, tty: bool, root: bool = False) -> list[str]:
+def shell_cmd(client: DockerClient, service: str, tty: bool, root: bool = False) -> list[str]:
     return exec_cmd(client, service, SHELL_CMD, tty, user="root" if root else None)
 
 
-def test_cmd(client: "DockerClient", pytest_args: list[str], tty: bool, cov: bool = False) -> list[str]:
+def test_cmd(client: DockerClient, pytest_args: list[str], tty: bool, cov: bool = False) -> list[str]:
     args = ["pytest", *(COVERAGE_ARGS if cov else []), *pytest_args]
     return exec_cmd(client, APP_SERVICE, args, tty, workdir=APP_DIR)
 
 
-def alembic_cmd(client: "DockerClient", alembic_args: list[str], tty: bool) -> list[str]:
+def alembic_cmd(client: DockerClient, alembic_args: list[str], tty: bool) -> list[str]:
     return exec_cmd(client, APP_SERVICE, ["alembic", *alembic_args], tty, workdir=APP_DIR)

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from python_on_whales import DockerClient
 
 
-def compose_cmd(client: "DockerClient") -> list[str]:
+def compose_cmd(client: DockerClient) -> list[str]:
     """`docker compose --file … --project-name … --project-directory …` for this project."""
     return [str(part) for part in client.client_config.docker_compose_cmd]
 
@@ -25,7 +25,7 @@ def run_passthrough(cmd: list[str]) -> int:
     from python_on_whales.exceptions import DockerException
 
     try:
-        cli_wrapper.run(cmd, capture_stdout=False, capture_stderr=False)
+        cli_wrapper.run(cmd, capture_stdout=False, capture_stderr=False)  # type: ignore[attr-defined]
     except DockerException as exc:
         return int(exc.return_code)
     return 0
@@ -35,4 +35,4 @@ def run_capture(cmd: list[str]) -> str:
     """Run and return stdout; failures raise python-on-whales' DockerException."""
     from python_on_whales.components.compose import cli_wrapper
 
-    return str(cli_wrapper.run(cmd))
+    return str(cli_wrapper.run(cmd))  # type: ignore[attr-defined]

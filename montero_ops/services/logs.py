@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 def logs_cmd(
-    client: "DockerClient",
+    client: DockerClient,
     services: list[str],
     follow: bool = False,
     tail: str | None = None,

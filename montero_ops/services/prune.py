@@ -21,7 +21,7 @@ class Usage:
         return asdict(self)
 
 
-def disk_usage(client: "DockerClient") -> list[Usage]:
+def disk_usage(client: DockerClient) -> list[Usage]:
     df = client.system.disk_free()
     rows = []
     for kind, item in (("images", df.images), ("containers", df.containers), ("volumes", df.volumes),
@@ -31,7 +31,7 @@ def disk_usage(client: "DockerClient") -> list[Usage]:
     return rows
 
 
-def prune(client: "DockerClient", all: bool = False, volumes: bool = False) -> None:
+def prune(client: DockerClient, all: bool = False, volumes: bool = False) -> None:
     """`docker system prune --force [--all] [--volumes]`; python-on-whales always forces, so confirm first."""
     client.system.prune(all=all, volumes=volumes)
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from montero_ops.engine import Engine
-from montero_ops.errors import CommandFailed, UsageError
+from montero_ops.errors import CommandFailed, MonteroError, UsageError
 from montero_ops.project import Project
 from montero_ops.services.status import SERVICE_LABEL, ContainerStatus, container_statuses, health_log
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 PRODUCTION_PROFILE = "production"
 PRODUCTION_FILE = "compose.production.yml"
 LOG_LINES = 30
+RESTARTS_BEFORE_FAILING = 2
 # Module-level so tests can replace time without touching the global time module.
 _clock = time.monotonic
 _sleep = time.sleep
@@ -62,7 +64,7 @@ def parse_scales(items: list[str]) -> dict[str, int]:
     return scales
 
 
-def build(client: "DockerClient", services: list[str], no_cache: bool = False) -> None:
+def build(client: DockerClient, services: list[str], no_cache: bool = False) -> None:
     client.compose.build(services=services or None, cache=not no_cache)
 
 
@@ -81,7 +83,7 @@ def prepare_dirs(project: Project) -> None:
             os.chown(folder, APP_UID, APP_UID)
 
 
-def up(client: "DockerClient", build: bool = False, scales: dict[str, int] | None = None) -> None:
+def up(client: DockerClient, build: bool = False, scales: dict[str, int] | None = None) -> None:
     client.compose.up(detach=True, build=build, scales=scales or {})
 
 
@@ -130,10 +132,15 @@ def wait_healthy(
     clock = clock or _clock
     sleep = sleep or _sleep
     deadline = clock() + timeout
+    first_restarts: dict[str, int] = {}
     while True:
         states = container_statuses(engine, project)
         for c in states:
             reason = _failed(c)
+            # A crash loop under `restart: unless-stopped` never turns unhealthy: stop waiting.
+            restarted = c.restarts - first_restarts.setdefault(c.id, c.restarts)
+            if reason is None and restarted >= RESTARTS_BEFORE_FAILING:
+                reason = f"keeps restarting ({restarted} restarts while waiting)"
             if reason:
                 raise StackUnhealthy(FailureReport(c.service, c.name, reason, c.id))
         pending = [c for c in states if _pending(c)]
@@ -158,7 +165,7 @@ def first_failure(engine: Engine, project: str) -> FailureReport | None:
     return None
 
 
-def add_evidence(client: "DockerClient", engine: Engine, report: FailureReport) -> FailureReport:
+def add_evidence(client: DockerClient, engine: Engine, report: FailureReport) -> FailureReport:
     """Fill in the service's last log lines and its health-probe outputs."""
     from python_on_whales.exceptions import DockerException
 
@@ -172,10 +179,12 @@ def add_evidence(client: "DockerClient", engine: Engine, report: FailureReport) 
         report.logs = []
     try:
         for probe in health_log(engine, report.container_id or report.container)[-3:]:
-            output = " ".join(str(probe.get("Output", "")).split())
-            report.probes.append(f"exit {probe.get('ExitCode')}: {output}")
-    except Exception:  # the container may be gone already; evidence is best effort
-        pass
+            # The last line says what failed (a Python probe's traceback ends with the error).
+            lines = [ln.strip() for ln in str(probe.get("Output", "")).splitlines() if ln.strip()]
+            output = lines[-1][:300] if lines else ""
+            report.probes.append(f"exit {probe.get('ExitCode')}: {output}".rstrip())
+    except MonteroError:  # the container may be gone already; evidence is best effort
+        report.probes = []
     return report
 
 
@@ -183,17 +192,17 @@ def volumes_to_delete(engine: Engine, project: str) -> list[str]:
     return engine.project_volumes(project)
 
 
-def down(client: "DockerClient", volumes: bool = False) -> None:
+def down(client: DockerClient, volumes: bool = False) -> None:
     client.compose.down(volumes=volumes, remove_orphans=True)
 
 
-def start(client: "DockerClient", services: list[str]) -> None:
+def start(client: DockerClient, services: list[str]) -> None:
     client.compose.start(services=services or None)
 
 
-def stop(client: "DockerClient", services: list[str]) -> None:
+def stop(client: DockerClient, services: list[str]) -> None:
     client.compose.stop(services=services or None)
 
 
-def restart(client: "DockerClient", services: list[str]) -> None:
+def restart(client: DockerClient, services: list[str]) -> None:
     client.compose.restart(services=services or None)

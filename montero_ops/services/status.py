@@ -57,7 +57,10 @@ class ServiceHealth:
 
 def _ports(entries: list[dict[str, Any]] | None) -> list[str]:
     seen: list[str] = []
+    ipv4 = {(p.get("PublicPort"), p.get("PrivatePort")) for p in entries or [] if ":" not in p.get("IP", "")}
     for p in entries or []:
+        if ":" in p.get("IP", "") and (p.get("PublicPort"), p.get("PrivatePort")) in ipv4:
+            continue  # the same binding on IPv6: one line is enough
         if p.get("PublicPort"):
             ip = p.get("IP", "0.0.0.0")
             text = f"{'[::]' if ':' in ip else ip}:{p['PublicPort']}->{p['PrivatePort']}/{p.get('Type', 'tcp')}"

@@ -22,19 +22,19 @@ class Versions:
         return asdict(self)
 
 
-def versions(client: "DockerClient") -> Versions:
+def versions(client: DockerClient) -> Versions:
     """Ask docker for each version; a missing part is None rather than an error."""
-    from python_on_whales.exceptions import DockerException
-
     client_v = server_v = compose_v = None
+    # Any failure (no binary: ClientNotFoundError is a plain Exception; no daemon:
+    # DockerException) just leaves that part unknown.
     try:
         info = client.version()
         client_v = info.client.version if info.client else None
         server_v = info.server.version if info.server else None
-    except (DockerException, Exception):
-        pass
+    except Exception:  # noqa: BLE001
+        client_v = client_v or None
     try:
         compose_v = client.compose.version().removeprefix("Docker Compose version ").strip()
-    except (DockerException, Exception):
-        pass
+    except Exception:  # noqa: BLE001
+        compose_v = None
     return Versions(__version__, client_v, server_v, compose_v)

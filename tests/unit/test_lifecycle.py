@@ -50,7 +50,7 @@ def test_up_production_profile_adds_the_production_file(cli, docker: DockerCalls
 
 
 def test_up_unhealthy_prints_logs_and_probes(cli, docker: DockerCalls, engine: FakeEngine, prefix: list[str]) -> None:
-    probe = [{"ExitCode": 1, "Output": "urlopen error [Errno 111]\n Connection refused"}]
+    probe = [{"ExitCode": 1, "Output": "Traceback (most recent call last):\n  File x\nurlopen error [Errno 111] Connection refused\n"}]
     engine.set(container("app", health="unhealthy", health_log=probe), container("redis"))
     docker.respond(lambda c: "logs" in c, "boom: cannot import montero_api\nTraceback line\n")
     result = cli("up")
@@ -139,3 +139,10 @@ def test_start_stop_restart(cli, docker: DockerCalls, engine: FakeEngine, prefix
     docker.calls.clear()
     assert cli("stop").exit_code == 0
     assert docker.calls == [prefix + ["stop"]]
+
+
+def test_up_stops_waiting_on_a_crash_loop(cli, docker: DockerCalls, engine: FakeEngine) -> None:
+    engine.timeline = [[container("app", health="starting", restarts=n)] for n in (0, 1, 2, 3)]
+    result = cli("up")
+    assert result.exit_code == 1
+    assert "Error: service 'app' keeps restarting (2 restarts while waiting)" in result.stderr

@@ -131,3 +131,14 @@ def test_migrate_needs_the_stack(cli, docker: DockerCalls, engine: FakeEngine) -
     result = cli("migrate", "upgrade")
     assert result.exit_code == 1
     assert result.stderr.splitlines()[0] == "Error: service 'app' is not running"
+
+
+def test_test_without_pytest_in_the_image(cli, docker: DockerCalls, engine: FakeEngine) -> None:
+    engine.set(container("app"))
+    docker.respond(lambda c: "pytest" in c, DockerException(["docker"], 126))
+    result = cli("test")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "Error: pytest is not installed in the app image",
+        "  Fix: use an image built with the test requirements, or run `pytest tests/backend` on the host",
+    ]
