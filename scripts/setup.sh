@@ -65,14 +65,17 @@ setup_venv() {
     fi
     # Reinstall only when the dependency lists changed.
     local stamp="$VENV/.montero-setup" want
-    want="$(cat pyproject.toml backend/requirements.txt 2>/dev/null | sha256sum | cut -d' ' -f1)"
+    want="$(cat pyproject.toml backend/requirements*.txt 2>/dev/null | sha256sum | cut -d' ' -f1)"
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
         log "venv: up to date"
         return
     fi
     log "venv: pip install -e .[test] (and backend/requirements.txt)"
     local reqs=(-e ".[test]")
-    [ -f backend/requirements.txt ] && reqs+=(-r backend/requirements.txt)
+    local req
+    for req in backend/requirements.txt backend/requirements-test.txt backend/requirements-dev.txt; do
+        if [ -f "$req" ]; then reqs+=(-r "$req"); fi
+    done
     "$VENV/bin/pip" install --disable-pip-version-check "${reqs[@]}" >"$VENV/pip-install.log" 2>&1 \
         || { tail -n 30 "$VENV/pip-install.log" >&2; die "pip install failed (log: .venv/pip-install.log)"; }
     echo "$want" >"$stamp"

@@ -10,7 +10,7 @@ import typer
 from montero_ops.state import get_state
 
 images_app = typer.Typer(
-    help="Base images for hosts that reach no container registry.",
+    help="Base images for hosts that reach no container registry.\n\nExample: montero images bootstrap",
     no_args_is_help=True,
 )
 
@@ -32,8 +32,7 @@ def setup(
 ) -> None:
     """Prepare this machine: venv, Docker Engine, Compose v2 plugin, redis-server, base images.
 
-    Idempotent: each step is checked first, so a second run is quick. Installs only what
-    is missing (Debian/Ubuntu, as root). Runs scripts/setup.sh.
+    Idempotent: each step is checked first, so a second run is quick. Installs only what is missing (Debian/Ubuntu, as root). Runs scripts/setup.sh.
 
     Example: montero setup
     """
@@ -51,9 +50,7 @@ def bootstrap(
 ) -> None:
     """Build montero-base:<codename> from Debian packages (debootstrap) when no registry answers.
 
-    One local image stands in for python:3.11-slim, redis:7-alpine and nginx:alpine; point the
-    stack at it with MONTERO_PYTHON_IMAGE / MONTERO_REDIS_IMAGE / MONTERO_NGINX_IMAGE in .env
-    (`montero setup` does both when pulls fail). Runs scripts/bootstrap-images.sh.
+    One local image stands in for python:3.11-slim, redis:7-alpine and nginx:alpine; point the stack at it with MONTERO_PYTHON_IMAGE / MONTERO_REDIS_IMAGE / MONTERO_NGINX_IMAGE in .env (`montero setup` does both when pulls fail). Runs scripts/bootstrap-images.sh.
 
     Example: montero images bootstrap --force
     """

@@ -28,9 +28,10 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import pytest
 
@@ -272,6 +273,18 @@ def _make_data_dirs(root: Path) -> None:
 @pytest.fixture
 def stack_project(tmp_path_factory: pytest.TempPathFactory, stack_env: dict[str, str],
                   app_image: str) -> Iterator[StackProject]:
+    yield from _stack_project(tmp_path_factory, stack_env)
+
+
+@pytest.fixture(scope="module")
+def module_stack_project(tmp_path_factory: pytest.TempPathFactory, stack_env: dict[str, str],
+                         app_image: str) -> Iterator[StackProject]:
+    """Like stack_project, shared by a module's ordered steps (one stack, less CI time)."""
+    yield from _stack_project(tmp_path_factory, stack_env)
+
+
+def _stack_project(tmp_path_factory: pytest.TempPathFactory,
+                   stack_env: dict[str, str]) -> Iterator[StackProject]:
     name = f"mte2e-{uuid.uuid4().hex[:10]}"
     root = tmp_path_factory.mktemp(name, numbered=False)
     for part in PROJECT_PARTS:

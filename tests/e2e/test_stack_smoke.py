@@ -48,8 +48,8 @@ def test_image_holds_no_env_file_nor_tests(stack_env, app_image) -> None:
     # The session built the image from the checkout, which has a .env after setup.
     listing = subprocess.run(
         ["docker", "run", "--rm", "--entrypoint", "sh", app_image, "-c",
-         "find / -xdev \\( -name '.env' -o -name '.env.*' -o -name '.git' \\) -print 2>/dev/null;"
-         " find /app -name tests -print; ls /app"],
+         ("find / -xdev \\( -name '.env' -o -name '.env.*' -o -name '.git' \\) -print 2>/dev/null;"
+          " find /app -name tests -print; ls /app")],
         capture_output=True, text=True, timeout=120, check=False,
     )
     assert listing.returncode == 0, listing.stderr
