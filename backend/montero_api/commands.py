@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 from flask import Flask
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from .database import get_db
 from .models import User
@@ -29,17 +30,25 @@ def register_commands(app: Flask) -> None:
             raise click.UsageError(f"--email {problem}")
         if problem := password_problem(password):
             raise click.UsageError(f"--password {problem}")
-        with get_db().open_session(write=True) as session:
-            user = session.scalar(select(User).where(User.email == email))
-            if user is not None and not update:
-                raise click.ClickException(f"{email} already exists; pass --update to make it admin and reset its password")
-            if user is None:
-                user = User(email=email, full_name=full_name)
-                session.add(user)
-            user.role = "admin"
-            user.is_active = True
-            user.password_hash = hash_password(password)
-            if full_name:
-                user.full_name = full_name
-            session.commit()
+        try:
+            _save_admin(email, password, full_name, update)
+        except SQLAlchemyError as exc:
+            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+            raise click.ClickException(f"database error: {reason} (is DATABASE_URL right and `alembic upgrade head` done?)") from None
         click.echo(f"admin account ready: {email}")
+
+
+def _save_admin(email: str, password: str, full_name: str, update: bool) -> None:
+    with get_db().open_session(write=True) as session:
+        user = session.scalar(select(User).where(User.email == email))
+        if user is not None and not update:
+            raise click.ClickException(f"{email} already exists; pass --update to make it admin and reset its password")
+        if user is None:
+            user = User(email=email, full_name=full_name)
+            session.add(user)
+        user.role = "admin"
+        user.is_active = True
+        user.password_hash = hash_password(password)
+        if full_name:
+            user.full_name = full_name
+        session.commit()

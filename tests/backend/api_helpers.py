@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -79,6 +80,7 @@ class Gunicorn:
             [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{self.port}",
              "--workers", str(workers), "wsgi:app"],
             cwd=BACKEND, env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so stop() can end master and workers together
         )
 
     def wait_healthy(self) -> None:
@@ -90,11 +92,12 @@ class Gunicorn:
         wait_for(up, timeout=30, what=f"gunicorn on {self.url}")
 
     def stop(self) -> str:
-        self.proc.terminate()
+        # SIGINT is gunicorn's quick shutdown; whatever is still alive shortly after goes with its group.
+        self.proc.send_signal(signal.SIGINT)
         try:
-            self.proc.wait(timeout=15)
+            self.proc.wait(timeout=1)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
         self._log.close()
         return self.log_path.read_text()

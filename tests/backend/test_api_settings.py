@@ -97,8 +97,9 @@ def test_gunicorn_refuses_to_start_with_a_weak_key(tmp_path: Path) -> None:
 
 
 def test_flask_cli_refuses_too(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"} | {"LOG_DIR": str(tmp_path), "FLASK_ENV": "production"}
-    result = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "create-admin", "--email", "a@b.co"],
+    env = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"} | {"LOG_DIR": str(tmp_path), "FLASK_ENV": "production",
+                                                                         "FLASK_SKIP_DOTENV": "1"}
+    result = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "create-admin", "--email", "a@b.co", "--password", "long-enough-1"],
                             cwd=BACKEND, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert "SECRET_KEY is not set; refusing to start in production" in result.stderr
