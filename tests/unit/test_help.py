@@ -35,7 +35,7 @@ def test_command_has_help_and_example(path: tuple[str, ...], command: Any) -> No
     text = command.help or ""
     summary = text.strip().splitlines()[0] if text.strip() else ""
     assert summary, f"`montero {' '.join(path)}` has no help"
-    assert len(summary) <= 100, f"`montero {' '.join(path)}`: one-line summary too long"
+    assert len(summary) <= 120, f"`montero {' '.join(path)}`: one-line summary too long"
     examples = [line for line in text.splitlines() if line.strip().startswith("Example:")]
     assert examples and "montero " in examples[0], f"`montero {' '.join(path)}` has no `Example: … montero …` line"
 
