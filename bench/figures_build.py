@@ -79,10 +79,19 @@ def fig6(stack: Stack, settings: Settings) -> Figure:
     base = stack.vars.get("MONTERO_PYTHON_IMAGE", "python:3.11-slim")
     app = stack.app_image()
     single = f"{app.split(':')[0]}-single:{app.split(':')[-1]}"
-    args = ["docker", "build", "-q", "-f", str(REPO / "bench" / "Dockerfile.single-stage"),
-            "--build-arg", f"PYTHON_IMAGE={base}", "-t", single, str(stack.root)]
+    # Built through compose (BuildKit without the buildx plugin), like the real image.
+    spec = {"services": {"single": {
+        "build": {"context": str(stack.root), "dockerfile": str(REPO / "bench" / "Dockerfile.single-stage"),
+                  "args": {"PYTHON_IMAGE": base,
+                           "BUILD_PACKAGES": stack.env.get("MONTERO_BUILD_PACKAGES", "gcc libc6-dev")},
+                  "secrets": ["ca_certs"]},
+        "image": single}},
+        "secrets": {"ca_certs": {"file": stack.env.get("MONTERO_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")}}}
+    compose_file = stack.root / "bench-single-stage.json"
+    compose_file.write_text(json.dumps(spec))
     log("fig6: single-stage build")
-    run(args, env={**stack.env, "DOCKER_BUILDKIT": "1"}, timeout=1800)
+    run(["docker", "compose", "-f", str(compose_file), "-p", f"{stack.name}-single", "build", "single"],
+        env=stack.env, timeout=1800)
     try:
         sizes = {f"base `{base}`": _size(base), "app (multi-stage, docker/Dockerfile)": _size(app),
                  "same app, single stage (bench/Dockerfile.single-stage)": _size(single)}

@@ -83,7 +83,7 @@ class HelloApp:
         app = stack.config()["services"]["app"]
         limits = app.get("deploy", {}).get("resources", {}).get("limits", {})
         cmd = ["docker", "run", "-d", "--name", self.name, "-p", f"127.0.0.1:{self.port}:5000",
-               "--read-only", "--tmpfs", "/tmp", "-v", f"{REPO / 'bench' / 'hello_app.py'}:/bench/hello_app.py:ro",
+               "--read-only", "--tmpfs", "/tmp", "--env-file", str(stack.root / ".env"), "-v", f"{REPO / 'bench' / 'hello_app.py'}:/bench/hello_app.py:ro",
                "-e", f"GUNICORN_WORKERS={stack.gunicorn_workers()}", "--entrypoint", "gunicorn"]
         if limits.get("cpus"):
             cmd += ["--cpus", str(limits["cpus"])]
@@ -91,7 +91,12 @@ class HelloApp:
             cmd += ["--memory", str(limits["memory"])]
         cmd += [stack.app_image(), "-c", "/app/gunicorn.conf.py", "--chdir", "/bench", "hello_app:app"]
         run(cmd)
-        wait_http(f"http://127.0.0.1:{self.port}/health", timeout=60)
+        try:
+            wait_http(f"http://127.0.0.1:{self.port}/health", timeout=60)
+        except BenchError as exc:
+            logs = run(["docker", "logs", "--tail", "5", self.name], check=False)
+            self.close()
+            raise BenchError(f"{exc}; hello app log: {(logs.stdout + logs.stderr).strip()[-300:]}") from None
 
     def close(self) -> None:
         run(["docker", "rm", "-f", self.name], check=False)

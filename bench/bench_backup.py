@@ -1,0 +1,196 @@
+"""Benchmark: `montero backup sqlite` against `sqlite3 .backup` on a large database (not a test).
+
+    python bench/bench_backup.py [--size-mb 1024] [--runs 5] [--workdir /tmp/montero-bench-backup]
+
+Builds a SQLite database of about --size-mb in WAL mode inside a throwaway project folder,
+then, idle and with a writer process inserting all the time, alternates the two commands
+(A B A B …, after one warm-up each) and reports medians and their ratio. Then times
+`montero restore sqlite` (which includes its safety backup of the current database).
+Prints a markdown table on stdout; progress goes to stderr.
+
+What the two sides do differs, and the table says so: `montero backup sqlite` copies with
+the backup API in one step, then runs PRAGMA integrity_check on the copy and hashes it;
+`sqlite3 .backup` only copies (100 pages per step, restarting when another process writes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def build_db(db: Path, size_mb: int) -> None:
+    """Rows of ~1 KiB in three tables with indexes: integrity_check has real work to do."""
+    db.parent.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(db)
+    con.executescript("""
+        PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;
+        CREATE TABLE alembic_version (version_num VARCHAR(32) PRIMARY KEY);
+        INSERT INTO alembic_version VALUES ('bench0001');
+        CREATE TABLE clients (id INTEGER PRIMARY KEY, nit TEXT UNIQUE, name TEXT, notes TEXT);
+        CREATE TABLE affiliations (id INTEGER PRIMARY KEY, client_id INTEGER, kind TEXT, payload TEXT);
+        CREATE INDEX ix_aff_client ON affiliations(client_id);
+        CREATE TABLE audit (id INTEGER PRIMARY KEY, at TEXT, entity TEXT, diff TEXT);
+    """)
+    target = size_mb * 1024 * 1024
+    batch, n = 5000, 0
+    blob = os.urandom(300).hex()  # 600 hex characters
+    while db.stat().st_size < target:
+        con.executemany("INSERT INTO clients (nit, name, notes) VALUES (?, ?, ?)",
+                        [(f"9{n + i:011d}", f"Cliente {n + i}", blob[: (n + i) % 600]) for i in range(batch)])
+        con.executemany("INSERT INTO affiliations (client_id, kind, payload) VALUES (?, ?, ?)",
+                        [(n + i, "eps", blob) for i in range(batch)])
+        con.executemany("INSERT INTO audit (at, entity, diff) VALUES (datetime('now'), 'client', ?)",
+                        [(blob[:200],) for _ in range(batch)])
+        con.commit()
+        n += batch
+    con.execute("PRAGMA journal_mode=WAL")
+    con.close()
+
+
+def writer(db: str, stop_file: str, counter: "multiprocessing.Value") -> None:  # type: ignore[type-arg]
+    """One small transaction after another, like the app under load."""
+    con = sqlite3.connect(db, timeout=60)
+    while not os.path.exists(stop_file):
+        with con:
+            con.execute("INSERT INTO audit (at, entity, diff) VALUES (datetime('now'), 'bench', 'x')")
+        with counter.get_lock():
+            counter.value += 1
+        time.sleep(0.002)
+    con.close()
+
+
+def timed(cmd: list[str], timeout: float) -> float | None:
+    start = time.perf_counter()
+    try:
+        subprocess.run(cmd, check=True, capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None
+    except subprocess.CalledProcessError as exc:
+        raise SystemExit(f"{' '.join(cmd[:6])} … failed: {exc.stderr.decode()[-500:]}") from exc
+    return time.perf_counter() - start
+
+
+def montero(project: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "montero_ops", "--project-dir", str(project), *args]
+
+
+def compare(project: Path, db: Path, out: Path, runs: int, timeout: float) -> tuple[list[float], list[float | None]]:
+    """Alternate the two commands; each output is deleted before the next run."""
+    ours: list[float] = []
+    theirs: list[float | None] = []
+    for i in range(runs + 1):  # the first pair is the warm-up
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        a = timed(montero(project, "backup", "sqlite", "--dir", str(out)), timeout)
+        shutil.rmtree(out)
+        out.mkdir()
+        b = timed(["sqlite3", str(db), f".backup '{out / 'copy.db'}'"], timeout)
+        log(f"  run {i}{' (warm-up)' if i == 0 else ''}: montero {a if a is None else round(a, 2)} s, "
+            f"sqlite3 .backup {b if b is None else round(b, 2)} s")
+        if i and a is not None:
+            ours.append(a)
+        if i:
+            theirs.append(b)
+    shutil.rmtree(out, ignore_errors=True)
+    return ours, theirs
+
+
+def fmt(values: list[float | None], timeout: float) -> str:
+    done = [v for v in values if v is not None]
+    if not done:
+        return f"did not finish within {timeout:.0f} s"
+    text = f"{statistics.median(done):.2f} s"
+    if len(done) < len(values):
+        text += f" ({len(values) - len(done)} of {len(values)} runs did not finish within {timeout:.0f} s)"
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size-mb", type=int, default=1024, help="database size to build (default 1024)")
+    parser.add_argument("--runs", type=int, default=5, help="measured runs per figure (default 5, minimum 5)")
+    parser.add_argument("--workdir", default="/tmp/montero-bench-backup", help="scratch folder (removed at the end)")
+    parser.add_argument("--timeout", type=float, default=900, help="bound per command run, seconds")
+    args = parser.parse_args()
+    runs = max(5, args.runs)
+    work = Path(args.workdir)
+    shutil.rmtree(work, ignore_errors=True)
+    project = work / "benchproj"
+    (project / "docker").mkdir(parents=True)
+    (project / "docker" / "compose.yml").write_text("services: {}\n")
+    db = project / "data" / "mi_sistema.db"
+    out = work / "out"
+    try:
+        log(f"building a {args.size_mb} MB database at {db}")
+        t0 = time.perf_counter()
+        build_db(db, args.size_mb)
+        size = db.stat().st_size
+        log(f"  built {size / 1024 / 1024:.0f} MB in {time.perf_counter() - t0:.0f} s")
+
+        log("idle: montero backup sqlite vs sqlite3 .backup")
+        idle_ours, idle_theirs = compare(project, db, out, runs, args.timeout)
+
+        log("under writes: a writer process inserts continuously")
+        stop = work / "stop"
+        counter = multiprocessing.Value("i", 0)
+        proc = multiprocessing.Process(target=writer, args=(str(db), str(stop), counter))
+        proc.start()
+        t_writes = time.perf_counter()
+        try:
+            busy_ours, busy_theirs = compare(project, db, out, runs, args.timeout)
+        finally:
+            stop.touch()
+            proc.join(60)
+        rate = counter.value / (time.perf_counter() - t_writes)
+        stop.unlink()
+
+        log("restore: montero restore sqlite (includes the safety backup of the current database)")
+        backups = work / "backups"
+        subprocess.run(montero(project, "backup", "sqlite", "--dir", str(backups)), check=True, capture_output=True)
+        backup_id = json.loads(subprocess.run(montero(project, "backups", "list", "--json", "--dir", str(backups)),
+                                              check=True, capture_output=True, text=True).stdout)[0]["id"]
+        restores: list[float] = []
+        for i in range(runs):
+            t = timed(montero(project, "restore", "sqlite", backup_id, "--yes", "--dir", str(backups)), args.timeout)
+            assert t is not None
+            restores.append(t)
+            for extra in backups.iterdir():  # drop the safety backup so the disk does not fill
+                if extra.name != backup_id:
+                    shutil.rmtree(extra)
+            log(f"  run {i + 1}: {t:.2f} s")
+
+        ratio_idle = statistics.median(idle_ours) / statistics.median([v for v in idle_theirs if v] or [float("nan")])
+        done_busy = [v for v in busy_theirs if v]
+        ratio_busy = (f"{statistics.median(busy_ours) / statistics.median(done_busy):.2f}×" if done_busy
+                      else "sqlite3 did not finish")
+        print(f"### Backups: {size / 1024 / 1024:.0f} MB SQLite database (WAL), median of {runs} alternating runs\n")
+        print("| figure | `montero backup sqlite` | `sqlite3 .backup` | ratio |")
+        print("|---|---|---|---|")
+        print(f"| idle | {fmt(list(idle_ours), args.timeout)} | {fmt(idle_theirs, args.timeout)} | {ratio_idle:.2f}× |")
+        print(f"| under writes ({rate:.0f} inserts/s) | {fmt(list(busy_ours), args.timeout)} | "
+              f"{fmt(busy_theirs, args.timeout)} | {ratio_busy} |")
+        print(f"| `montero restore sqlite` (incl. safety backup) | {statistics.median(restores):.2f} s | – | – |")
+        print("\n`montero backup sqlite` = one-step backup API copy + PRAGMA integrity_check + SHA-256 + manifest; "
+              "`sqlite3 .backup` = copy only.")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
