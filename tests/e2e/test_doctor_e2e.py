@@ -169,3 +169,35 @@ def test_faults_with_the_stack_down(stack_project: Any) -> None:
     assert found["connect.data_writable"]["status"] == "fail"
     assert "uid 0" in found["connect.data_writable"]["message"]
     assert found["connect.data_writable"]["fix"] == "sudo chown -R 1000:1000 data logs"
+
+
+def test_data_folder_owned_by_root_makes_the_app_crash_and_doctor_names_the_chown(stack_project: Any) -> None:
+    root = stack_project.root
+    stack_project.write_env(SECRET_KEY=secrets.token_hex(32))
+    os.chown(root / "data", 0, 0)
+    (root / "data").chmod(0o755)
+    done = stack_project.compose("up", "-d", timeout=600)
+    assert done.returncode == 0, done.stderr
+
+    def restarted() -> bool:
+        _, found, _ = doctor(stack_project)
+        return found["restarts.app"]["status"] in ("warn", "fail")
+
+    assert _wait(restarted, 150), stack_project.logs("app")
+    code, found, _ = doctor(stack_project)
+    assert code == 1
+    writable = found["connect.data_writable"]
+    assert writable["status"] == "fail" and "uid 0" in writable["message"]
+    assert writable["fix"] == "sudo chown -R 1000:1000 data logs"
+    assert found["restarts.app"]["fix"].startswith("sudo chown -R 1000:1000 data logs"), found["restarts.app"]
+
+    # The chown is not a "safe" fix: applied only when confirmed (--yes), then the restart policy recovers the app.
+    fixed = stack_project.run_montero("doctor", "--fix", "--yes", timeout=180)
+    assert "fix connect.data_writable: chown -R 1000:1000 data logs" in fixed.stderr, fixed.stderr
+    assert (root / "data").stat().st_uid == 1000
+
+    def healthy() -> bool:
+        _, found, _ = doctor(stack_project)
+        return found["health.app"]["status"] == "pass"
+
+    assert _wait(healthy, 180), stack_project.logs("app")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from montero_ops.errors import DockerUnavailable
 from montero_ops.services.doctor.context import Context, container_name
 from montero_ops.services.doctor.data import database_file
 from montero_ops.services.doctor.finding import Finding, Repair, failed, passed, skipped, warned
@@ -25,6 +26,15 @@ PROBE = "import socket,sys; socket.create_connection((sys.argv[1], int(sys.argv[
 def container_env(container: dict[str, Any]) -> dict[str, str]:
     env = (container.get("Config") or {}).get("Env") or []
     return dict(item.split("=", 1) for item in env if "=" in item)
+
+
+def probe(ctx: Context, container: dict[str, Any], cmd: list[str]) -> tuple[int, str] | None:
+    """Run a probe in the container; None when it cannot run (the container stopped or is restarting)."""
+    assert ctx.engine is not None
+    try:
+        return ctx.engine.exec_run(container["Id"], cmd)
+    except DockerUnavailable:
+        return None
 
 
 def check_connectivity(ctx: Context) -> list[Finding]:
@@ -42,10 +52,12 @@ def _redis(ctx: Context) -> Finding:
         return passed("connect.redis", "the app does not use Redis (RATELIMIT_STORAGE_URL unset: in-memory limits)")
     parts = urlsplit(url)
     host, port = parts.hostname or "redis", parts.port or 6379
-    assert ctx.engine is not None
-    code, out = ctx.engine.exec_run(app["Id"], ["python", "-c", PROBE, host, str(port)])
-    if code in (126, 127) or "executable file not found" in out:
-        code, out = ctx.engine.exec_run(app["Id"], ["python3", "-c", PROBE, host, str(port)])
+    result = probe(ctx, app, ["python", "-c", PROBE, host, str(port)])
+    if result is not None and (result[0] in (126, 127) or "executable file not found" in result[1]):
+        result = probe(ctx, app, ["python3", "-c", PROBE, host, str(port)])
+    if result is None:
+        return skipped("connect.redis", f"{container_name(app)} stopped before the probe could run (see restarts.app)")
+    code, out = result
     if code == 0:
         return passed("connect.redis", f"{container_name(app)} reaches Redis at {host}:{port}")
     last = ctx.scrub(out.strip().splitlines()[-1] if out.strip() else f"exit code {code}")[:200]
@@ -92,10 +104,10 @@ def _writable(ctx: Context) -> Finding:
     targets = [data] + ([db] if db is not None and db.exists() else [])
     blocked = [p for p in targets if not host_writable(p)]
     app = ctx.running("app") if ctx.docker_up else None
-    if app is not None and ctx.engine is not None:
-        inner = "/app/data" + (f"/{db.name}" if db is not None and db.exists() and db.parent == data else "")
-        code, _ = ctx.engine.exec_run(app["Id"], ["sh", "-c", f"test -w /app/data && test -w {inner}"])
-        if code == 0:
+    inner = "/app/data" + (f"/{db.name}" if db is not None and db.exists() and db.parent == data else "")
+    result = probe(ctx, app, ["sh", "-c", f"test -w /app/data && test -w {inner}"]) if app is not None else None
+    if app is not None and result is not None:
+        if result[0] == 0:
             return passed("connect.data_writable", f"{container_name(app)} can write {inner}")
         shown = "; ".join(f"{p} is {_owner(p)}" for p in (blocked or targets))
         return failed("connect.data_writable", f"{container_name(app)} cannot write {inner} ({shown})", CHOWN, repair=_chown_repair(ctx))

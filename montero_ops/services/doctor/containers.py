@@ -20,7 +20,8 @@ KEYGEN = 'python -c "import secrets; print(secrets.token_hex(32))"'
 # (pattern in the log, fix) — the causes the troubleshooting chapter names, most specific first.
 KNOWN_CAUSES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"SECRET_KEY", re.IGNORECASE), f"set a strong SECRET_KEY in .env ({KEYGEN}), then montero up"),
-    (re.compile(r"unable to open database file|attempt to write a readonly database|Permission denied: '/app/(data|logs)", re.IGNORECASE),
+    (re.compile(r"/app/(data|logs)\S* is not writable|unable to open database file|attempt to write a readonly database"
+                r"|Permission denied: '/app/(data|logs)", re.IGNORECASE),
      "sudo chown -R 1000:1000 data logs   # the app runs as uid 1000"),
     (re.compile(r"database is locked", re.IGNORECASE), "keep SQLite in WAL mode, lower GUNICORN_WORKERS, or move to PostgreSQL (DATABASE_URL)"),
     (re.compile(r"database disk image is malformed|file is not a database", re.IGNORECASE), "montero restore sqlite --latest"),

@@ -43,7 +43,9 @@ def _https(ctx: Context) -> Finding:
     nginx = ctx.running("nginx") if ctx.docker_up else None
     if nginx is None or ctx.engine is None:
         return warned("prod.https", "certificates present, but nginx is not running to serve them", "montero up --profile production")
-    code, out = ctx.engine.exec_run(nginx["Id"], ["cat", "/proc/net/tcp", "/proc/net/tcp6"])
+    from montero_ops.services.doctor.connectivity import probe
+
+    code, out = probe(ctx, nginx, ["cat", "/proc/net/tcp", "/proc/net/tcp6"]) or (-1, "")
     listening = code == 0 and any(HTTPS_PORT_HEX in line.split()[1] and line.split()[3] == "0A"
                                   for line in out.splitlines()[1:] if len(line.split()) > 3 and ":" in line.split()[1])
     if not listening:

@@ -26,6 +26,7 @@ class DoctorEngine:
         self.logs: dict[str, str] = {}
         self.exec_results: list[tuple[Callable[[list[str]], bool], tuple[int, str]]] = []
         self.execs: list[list[str]] = []
+        self.exec_error: Exception | None = None  # e.g. the container stopped between list and exec
         self.images: dict[str, dict[str, Any]] = {}
         self.server_version = "20.10.24"
         self.root_dir = "/"
@@ -81,6 +82,8 @@ class DoctorEngine:
 
     def exec_run(self, container_id: str, cmd: list[str], user: str | None = None) -> tuple[int, str]:
         self.execs.append(cmd)
+        if self.exec_error is not None:
+            raise self.exec_error
         for match, result in self.exec_results:
             if match(cmd):
                 return result

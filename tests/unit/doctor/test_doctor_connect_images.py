@@ -96,6 +96,18 @@ def test_container_probe_has_the_last_word(app_owned: Path, engine: DoctorEngine
     assert finding.status.value == "fail" and "cannot write /app/data" in finding.message
 
 
+def test_container_gone_mid_probe_falls_back_to_the_host_view(root: Path, engine: DoctorEngine) -> None:
+    from montero_ops.errors import DockerUnavailable
+
+    engine.add("app", env=REDIS_ENV)
+    engine.exec_error = DockerUnavailable("Docker Engine API error 409: Container abc is restarting, wait until the container is running")
+    os.chown(root / "data", 0, 0)
+    (root / "data").chmod(0o755)
+    found = _by_id(check_connectivity(make_ctx(root, engine)))
+    assert found["connect.redis"].status.value == "skip"
+    assert found["connect.data_writable"].status.value == "fail" and "uid 0" in found["connect.data_writable"].message
+
+
 def test_missing_data_folder_warns(root: Path) -> None:
     (root / "data").rmdir()
     finding = _by_id(check_connectivity(make_ctx(root)))["connect.data_writable"]

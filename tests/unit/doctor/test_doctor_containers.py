@@ -99,3 +99,17 @@ def test_worst_replica_wins(root: Path, engine: DoctorEngine) -> None:
     engine.add("redis")
     finding = _by_id(check_health(make_ctx(root, engine)))["health.app"]
     assert finding.status.value == "fail" and "shop-app-2" in finding.message
+
+
+@pytest.mark.parametrize(("line", "fix"), [
+    ("montero-entrypoint: ERROR: /app/data is not writable by uid 1000.", "sudo chown -R 1000:1000 data logs"),
+    ("sqlite3.OperationalError: unable to open database file", "sudo chown -R 1000:1000 data logs"),
+    ("sqlite3.DatabaseError: database disk image is malformed", "montero restore sqlite --latest"),
+    ("ModuleNotFoundError: No module named 'flask_limiter'", "rebuild the image"),
+])
+def test_known_causes_in_crash_logs(root: Path, engine: DoctorEngine, line: str, fix: str) -> None:
+    engine.add("app", restarts=4, restarting=True, logs=f"starting\n{line}\n")
+    engine.add("redis")
+    finding = _by_id(check_restarts(make_ctx(root, engine)))["restarts.app"]
+    assert finding.status.value == "fail" and line[:30] in finding.message
+    assert finding.fix.startswith(fix)
