@@ -14,9 +14,9 @@ from alembic import context
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from montero_api.database import create_db_engine  # noqa: E402
-from montero_api.models import Base  # noqa: E402
-from montero_api.settings import Settings  # noqa: E402
+from montero_api.database import create_db_engine
+from montero_api.models import Base
+from montero_api.settings import Settings
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
@@ -34,8 +34,13 @@ def database_url() -> str:
 
 
 def run_migrations_offline() -> None:
-    context.configure(url=database_url(), target_metadata=target_metadata, literal_binds=True,
-                      render_as_batch=True, dialect_opts={"paramstyle": "named"})
+    context.configure(
+        url=database_url(),
+        target_metadata=target_metadata,
+        literal_binds=True,
+        render_as_batch=True,
+        dialect_opts={"paramstyle": "named"},
+    )
     with context.begin_transaction():
         context.run_migrations()
 
@@ -43,12 +48,13 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     url = database_url()
     if url.startswith("sqlite:////"):
-        os.makedirs(os.path.dirname(url[len("sqlite:///"):]), exist_ok=True)
+        os.makedirs(os.path.dirname(url[len("sqlite:///") :]), exist_ok=True)
     engine = create_db_engine(url)
     with engine.connect() as connection:
         # render_as_batch: SQLite cannot ALTER most things, batch mode rebuilds tables instead.
-        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True,
-                          compare_type=True)
+        context.configure(
+            connection=connection, target_metadata=target_metadata, render_as_batch=True, compare_type=True
+        )
         with context.begin_transaction():
             context.run_migrations()
     engine.dispose()

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 __version__ = "1.0.0"
 
-from .app import create_app  # noqa: E402
+from .app import create_app
 
 __all__ = ["__version__", "create_app"]

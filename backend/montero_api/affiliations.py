@@ -50,8 +50,10 @@ def _check_dates(start: dt.date | None, end: dt.date | None) -> None:
 
 
 def _duplicate(client_id: int, document: str, exclude_id: int | None = None) -> bool:
-    stmt = select(func.count()).select_from(Affiliation).where(
-        Affiliation.client_id == client_id, Affiliation.document_number == document
+    stmt = (
+        select(func.count())
+        .select_from(Affiliation)
+        .where(Affiliation.client_id == client_id, Affiliation.document_number == document)
     )
     if exclude_id is not None:
         stmt = stmt.where(Affiliation.id != exclude_id)
@@ -73,7 +75,9 @@ def build_blueprint() -> Blueprint:
     @login_required
     def list_client_affiliations(client_id: int) -> ResponseReturnValue:
         client = get_or_404(Client, client_id, "Client")
-        return jsonify(paginate(_filtered(select(Affiliation).where(Affiliation.client_id == client.id)), Affiliation.to_dict))
+        return jsonify(
+            paginate(_filtered(select(Affiliation).where(Affiliation.client_id == client.id)), Affiliation.to_dict)
+        )
 
     @bp.post("/clients/<int:client_id>/affiliations")
     @login_required
@@ -87,8 +91,12 @@ def build_blueprint() -> Blueprint:
         session = db_session()
         session.add(affiliation)
         session.flush()
-        audit.record("create", "affiliation", affiliation.id,
-                     audit.diff({}, {"client_id": client.id, **audit.snapshot(affiliation, AUDITED)}))
+        audit.record(
+            "create",
+            "affiliation",
+            affiliation.id,
+            audit.diff({}, {"client_id": client.id, **audit.snapshot(affiliation, AUDITED)}),
+        )
         commit_or_conflict(DUPLICATE)
         return jsonify(affiliation=affiliation.to_dict()), 201
 
@@ -114,8 +122,12 @@ def build_blueprint() -> Blueprint:
     @admin_required
     def delete_affiliation(affiliation_id: int) -> ResponseReturnValue:
         affiliation = get_or_404(Affiliation, affiliation_id, "Affiliation")
-        audit.record("delete", "affiliation", affiliation.id,
-                     audit.diff({"client_id": affiliation.client_id, **audit.snapshot(affiliation, AUDITED)}, {}))
+        audit.record(
+            "delete",
+            "affiliation",
+            affiliation.id,
+            audit.diff({"client_id": affiliation.client_id, **audit.snapshot(affiliation, AUDITED)}, {}),
+        )
         db_session().delete(affiliation)
         db_session().commit()
         return jsonify(status="deleted", id=affiliation_id)

@@ -32,8 +32,12 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     register_blueprints(app, limiter, settings)
     register_error_handlers(app)
     register_commands(app)
-    app.logger.info("montero_api ready (env=%s, database=%s, rate limits=%s)", settings.FLASK_ENV,
-                    settings.redacted()["DATABASE_URL"], "redis" if settings.RATELIMIT_STORAGE_URL else "memory")
+    app.logger.info(
+        "montero_api ready (env=%s, database=%s, rate limits=%s)",
+        settings.FLASK_ENV,
+        settings.redacted()["DATABASE_URL"],
+        "redis" if settings.RATELIMIT_STORAGE_URL else "memory",
+    )
     return app
 
 

@@ -27,8 +27,9 @@ def snapshot(obj: Any, fields: list[str]) -> dict[str, Any]:
 def record(action: str, entity: str, entity_id: int, changes: dict[str, Any]) -> None:
     user = current_user()
     db_session().add(
-        AuditLog(user_id=user.id, actor_email=user.email, action=action, entity=entity,
-                 entity_id=entity_id, changes=changes)
+        AuditLog(
+            user_id=user.id, actor_email=user.email, action=action, entity=entity, entity_id=entity_id, changes=changes
+        )
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+
 from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from flask_limiter import Limiter
@@ -109,7 +110,9 @@ def build_blueprint(limiter: Limiter, settings: Settings) -> Blueprint:
             raise APIError(401, "Invalid e-mail or password.", code="invalid_credentials")
         token, auth = start_session(user)
         session.commit()
-        return jsonify(token=token, token_type="Bearer", expires_at=auth.expires_at.isoformat() + "Z", user=user.to_dict())
+        return jsonify(
+            token=token, token_type="Bearer", expires_at=auth.expires_at.isoformat() + "Z", user=user.to_dict()
+        )
 
     @bp.post("/logout")
     @login_required
@@ -130,8 +133,12 @@ def build_blueprint(limiter: Limiter, settings: Settings) -> Blueprint:
         data = parse(json_body(), CHANGE)
         user = current_user()
         if not verify_password(user, data["current_password"]):
-            raise APIError(400, "The current password is wrong.", code="invalid_credentials",
-                           fields={"current_password": "wrong password"})
+            raise APIError(
+                400,
+                "The current password is wrong.",
+                code="invalid_credentials",
+                fields={"current_password": "wrong password"},
+            )
         user.password_hash = hash_password(data["new_password"])
         _revoke_sessions(user, keep=current_session())  # other devices must log in again
         db_session().commit()
@@ -146,9 +153,11 @@ def build_blueprint(limiter: Limiter, settings: Settings) -> Blueprint:
         if user is not None and user.is_active:
             token = new_token()
             minutes = _settings().PASSWORD_RESET_TTL_MINUTES
-            session.add(PasswordResetToken(
-                token_hash=token_digest(token), user=user, expires_at=utcnow() + dt.timedelta(minutes=minutes)
-            ))
+            session.add(
+                PasswordResetToken(
+                    token_hash=token_digest(token), user=user, expires_at=utcnow() + dt.timedelta(minutes=minutes)
+                )
+            )
             session.commit()
             _send_reset_mail(user, token, minutes)
         # Same answer whether or not the account exists, so the endpoint cannot enumerate accounts.
@@ -158,7 +167,9 @@ def build_blueprint(limiter: Limiter, settings: Settings) -> Blueprint:
     def confirm_reset() -> ResponseReturnValue:
         data = parse(json_body(), RESET_CONFIRM)
         session = db_session()
-        reset = session.scalar(select(PasswordResetToken).where(PasswordResetToken.token_hash == token_digest(data["token"])))
+        reset = session.scalar(
+            select(PasswordResetToken).where(PasswordResetToken.token_hash == token_digest(data["token"]))
+        )
         if reset is None or reset.used_at is not None or reset.expires_at <= utcnow():
             raise APIError(400, "The reset token is invalid, expired or already used.", code="invalid_token")
         reset.used_at = utcnow()

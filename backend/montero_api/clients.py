@@ -87,7 +87,9 @@ def build_blueprint() -> Blueprint:
     @login_required
     def get_client(client_id: int) -> ResponseReturnValue:
         client = get_or_404(Client, client_id, "Client")
-        count = db_session().scalar(select(func.count()).select_from(Affiliation).where(Affiliation.client_id == client.id))
+        count = db_session().scalar(
+            select(func.count()).select_from(Affiliation).where(Affiliation.client_id == client.id)
+        )
         return jsonify(client={**client.to_dict(), "affiliations_count": count})
 
     @bp.patch("/<int:client_id>")

@@ -16,8 +16,14 @@ from .validation import check_email
 def register_commands(app: Flask) -> None:
     @app.cli.command("create-admin")
     @click.option("--email", prompt=True, help="Login e-mail of the admin account.")
-    @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
-                  envvar="MONTERO_ADMIN_PASSWORD", help="Password (or MONTERO_ADMIN_PASSWORD; prompted if absent).")
+    @click.option(
+        "--password",
+        prompt=True,
+        hide_input=True,
+        confirmation_prompt=True,
+        envvar="MONTERO_ADMIN_PASSWORD",
+        help="Password (or MONTERO_ADMIN_PASSWORD; prompted if absent).",
+    )
     @click.option("--name", "full_name", default="", help="Full name shown in the audit trail.")
     @click.option("--update", is_flag=True, help="If the account exists, make it admin and set this password.")
     def create_admin(email: str, password: str, full_name: str, update: bool) -> None:
@@ -34,7 +40,9 @@ def register_commands(app: Flask) -> None:
             _save_admin(email, password, full_name, update)
         except SQLAlchemyError as exc:
             reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-            raise click.ClickException(f"database error: {reason} (is DATABASE_URL right and `alembic upgrade head` done?)") from None
+            raise click.ClickException(
+                f"database error: {reason} (is DATABASE_URL right and `alembic upgrade head` done?)"
+            ) from None
         click.echo(f"admin account ready: {email}")
 
 

@@ -31,8 +31,12 @@ def database_status() -> dict[str, Any]:
         log.error("health: database check failed: %s", reason)
         return {"status": "fail", "backend": db.engine.dialect.name, "error": reason}
     if revision is None:
-        return {"status": "fail", "backend": db.engine.dialect.name, "revision": None,
-                "error": "schema not migrated: run `alembic upgrade head`"}
+        return {
+            "status": "fail",
+            "backend": db.engine.dialect.name,
+            "revision": None,
+            "error": "schema not migrated: run `alembic upgrade head`",
+        }
     return {"status": "ok", "backend": db.engine.dialect.name, "revision": revision}
 
 
@@ -45,8 +49,11 @@ def redis_status(limiter: Limiter, settings: Settings) -> dict[str, Any]:
         alive = False
     if alive:
         return {"status": "ok", "rate_limit_storage": "redis"}
-    return {"status": "down", "rate_limit_storage": "memory (fallback)",
-            "error": "Redis unreachable; rate limits are per process until it is back"}
+    return {
+        "status": "down",
+        "rate_limit_storage": "memory (fallback)",
+        "error": "Redis unreachable; rate limits are per process until it is back",
+    }
 
 
 def build_blueprint(limiter: Limiter, settings: Settings) -> Blueprint:

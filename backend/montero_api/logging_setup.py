@@ -26,7 +26,7 @@ class ZoneFormatter(logging.Formatter):
         super().__init__(FORMAT)
         self.zone = ZoneInfo(tz)
 
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         return dt.datetime.fromtimestamp(record.created, self.zone).isoformat(timespec="milliseconds")
 
 
@@ -69,6 +69,13 @@ def _log_requests(app: Flask, logger: logging.Logger) -> None:
         elapsed = (time.perf_counter() - started) * 1000 if started else 0.0
         auth = g.get("auth_session")
         who = auth.user.email if auth is not None else "-"
-        access.info("%s %s %s %.1fms %s %s", request.method, request.path, response.status_code, elapsed,
-                    request.remote_addr or "-", who)
+        access.info(
+            "%s %s %s %.1fms %s %s",
+            request.method,
+            request.path,
+            response.status_code,
+            elapsed,
+            request.remote_addr or "-",
+            who,
+        )
         return response

@@ -84,7 +84,7 @@ def _coerce(value: Any, field: Field) -> Any:
         except ValueError:
             raise ValueError("must be a date string YYYY-MM-DD") from None
     if not isinstance(value, str):
-        raise ValueError("must be a string")
+        raise ValueError("must be a string")  # noqa: TRY004 - ValueError is the field-error signal
     value = value.strip()
     if len(value) < max(field.min_length, 1 if field.required else 0):
         raise ValueError(f"must be at least {max(field.min_length, 1)} characters")
@@ -112,7 +112,9 @@ def query_int(name: str, default: int, minimum: int, maximum: int) -> int:
     except ValueError:
         raise APIError(400, f"Query parameter {name!r} must be an integer.", code="validation_error") from None
     if not minimum <= value <= maximum:
-        raise APIError(400, f"Query parameter {name!r} must be between {minimum} and {maximum}.", code="validation_error")
+        raise APIError(
+            400, f"Query parameter {name!r} must be between {minimum} and {maximum}.", code="validation_error"
+        )
     return value
 
 

@@ -38,7 +38,7 @@ def wait_for(check: Callable[[], bool], timeout: float = 20.0, what: str = "cond
         try:
             if check():
                 return
-        except Exception:  # noqa: BLE001 - not up yet
+        except Exception:  # noqa: BLE001, S110 - not up yet
             pass
         time.sleep(0.05)
     raise TimeoutError(f"timed out waiting for {what}")
@@ -47,8 +47,15 @@ def wait_for(check: Callable[[], bool], timeout: float = 20.0, what: str = "cond
 def run_alembic(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     """Alembic the way the container runs it: the CLI, from the backend directory, DATABASE_URL in the env."""
     env = {**os.environ, "DATABASE_URL": db_url}
-    return subprocess.run([sys.executable, "-m", "alembic", *args], cwd=BACKEND, env=env,
-                          capture_output=True, text=True, timeout=60, check=True)
+    return subprocess.run(
+        [sys.executable, "-m", "alembic", *args],
+        cwd=BACKEND,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
 
 
 def row_counts(path: Path) -> dict[str, int]:
@@ -77,9 +84,22 @@ class Gunicorn:
         self.log_path = log_path
         self._log = log_path.open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{self.port}",
-             "--workers", str(workers), "wsgi:app"],
-            cwd=BACKEND, env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-c",
+                "gunicorn.conf.py",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                str(workers),
+                "wsgi:app",
+            ],
+            cwd=BACKEND,
+            env={**os.environ, **env},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, so stop() can end master and workers together
         )
 

@@ -10,15 +10,36 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from api_helpers import ADMIN_EMAIL, ADMIN_PASSWORD, SECRET, Gunicorn, create_admin, free_port, login, run_alembic, wait_for
+from api_helpers import (
+    ADMIN_EMAIL,
+    ADMIN_PASSWORD,
+    SECRET,
+    Gunicorn,
+    create_admin,
+    free_port,
+    login,
+    run_alembic,
+    wait_for,
+)
 from flask import Flask
 from flask.testing import FlaskClient
-
 from montero_api import create_app
 
 # Settings a developer's shell might export; the suite must not pick them up by accident.
-_ENV_NAMES = ("SECRET_KEY", "FLASK_ENV", "DATABASE_URL", "RATELIMIT_STORAGE_URL", "LOG_DIR", "MAIL_SERVER",
-              "MAIL_PORT", "MAIL_USE_TLS", "MAIL_USERNAME", "MAIL_PASSWORD", "REGISTRATION_OPEN", "GUNICORN_WORKERS")
+_ENV_NAMES = (
+    "SECRET_KEY",
+    "FLASK_ENV",
+    "DATABASE_URL",
+    "RATELIMIT_STORAGE_URL",
+    "LOG_DIR",
+    "MAIL_SERVER",
+    "MAIL_PORT",
+    "MAIL_USE_TLS",
+    "MAIL_USERNAME",
+    "MAIL_PASSWORD",
+    "REGISTRATION_OPEN",
+    "GUNICORN_WORKERS",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +57,8 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     workdir = tmp_path_factory.mktemp("redis")
     proc = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     import redis
 
@@ -122,8 +144,9 @@ def gunicorn(base_settings: dict[str, Any], tmp_path: Path) -> Iterator[Callable
     started: list[Gunicorn] = []
 
     def start(workers: int = 1, **env: str) -> Gunicorn:
-        server = Gunicorn({**{k: str(v) for k, v in base_settings.items()}, **env}, workers,
-                          tmp_path / f"gunicorn-{len(started)}.log")
+        server = Gunicorn(
+            {**{k: str(v) for k, v in base_settings.items()}, **env}, workers, tmp_path / f"gunicorn-{len(started)}.log"
+        )
         started.append(server)
         server.wait_healthy()
         return server

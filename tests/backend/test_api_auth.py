@@ -23,7 +23,7 @@ class Sink:
     def __init__(self) -> None:
         self.messages: list[tuple[list[str], Message]] = []
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd hook
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         self.messages.append((list(envelope.rcpt_tos), message_from_bytes(envelope.content)))
         return "250 OK"
 
@@ -40,8 +40,13 @@ def smtp_sink() -> Iterator[tuple[Sink, int]]:
 
 @pytest.fixture
 def mail_app(make_app: Callable[..., Flask], smtp_sink: tuple[Sink, int]) -> Flask:
-    app = make_app(MAIL_SERVER="127.0.0.1", MAIL_PORT=smtp_sink[1], MAIL_USE_TLS=False,
-                   MAIL_DEFAULT_SENDER="montero@montero.test", PUBLIC_BASE_URL="https://montero.example")
+    app = make_app(
+        MAIL_SERVER="127.0.0.1",
+        MAIL_PORT=smtp_sink[1],
+        MAIL_USE_TLS=False,
+        MAIL_DEFAULT_SENDER="montero@montero.test",
+        PUBLIC_BASE_URL="https://montero.example",
+    )
     create_admin(app)
     return app
 
@@ -62,7 +67,13 @@ def test_login_me_logout(client: FlaskClient, app: Flask) -> None:
     me = client.get("/api/auth/me", headers=headers)
     assert me.status_code == 200
     assert me.get_json()["user"] | {"id": 0, "created_at": ""} == {
-        "id": 0, "email": ADMIN_EMAIL, "full_name": "", "role": "admin", "is_active": True, "created_at": ""}
+        "id": 0,
+        "email": ADMIN_EMAIL,
+        "full_name": "",
+        "role": "admin",
+        "is_active": True,
+        "created_at": "",
+    }
     assert "password_hash" not in me.get_json()["user"]
     assert client.post("/api/auth/logout", headers=headers).status_code == 200
     after = client.get("/api/auth/me", headers=headers)
@@ -101,16 +112,21 @@ def test_open_registration_creates_staff_only(make_app: Callable[..., Flask]) ->
     body = {"email": "self@montero.test", "password": "self-password-1", "full_name": "Self Service"}
     created = client.post("/api/auth/register", json=body)
     assert created.status_code == 201 and created.get_json()["user"]["role"] == "staff"
-    escalate = client.post("/api/auth/register", json={"email": "x@montero.test", "password": "x-password-1", "role": "admin"})
+    escalate = client.post(
+        "/api/auth/register", json={"email": "x@montero.test", "password": "x-password-1", "role": "admin"}
+    )
     assert escalate.status_code == 401
 
 
 def test_staff_cannot_do_admin_things(client: FlaskClient, staff_headers: dict[str, str]) -> None:
-    client_id = client.post("/api/clients", json={"name": "ACME", "nit": "900-1"}, headers=staff_headers).get_json()["client"]["id"]
+    client_id = client.post("/api/clients", json={"name": "ACME", "nit": "900-1"}, headers=staff_headers).get_json()[
+        "client"
+    ]["id"]
     assert client.delete(f"/api/clients/{client_id}", headers=staff_headers).status_code == 403
     assert client.get("/api/audit", headers=staff_headers).status_code == 403
-    register = client.post("/api/auth/register", json={"email": "y@montero.test", "password": "y-password-1"},
-                           headers=staff_headers)
+    register = client.post(
+        "/api/auth/register", json={"email": "y@montero.test", "password": "y-password-1"}, headers=staff_headers
+    )
     assert register.status_code == 403
 
 
@@ -118,11 +134,13 @@ def test_password_change_revokes_other_sessions(client: FlaskClient, app: Flask)
     create_admin(app)
     first = login(client, ADMIN_EMAIL, ADMIN_PASSWORD)
     second = login(client, ADMIN_EMAIL, ADMIN_PASSWORD)
-    wrong = client.post("/api/auth/password", json={"current_password": "nope-nope", "new_password": "brand-new-pass"},
-                        headers=first)
+    wrong = client.post(
+        "/api/auth/password", json={"current_password": "nope-nope", "new_password": "brand-new-pass"}, headers=first
+    )
     assert wrong.status_code == 400
-    changed = client.post("/api/auth/password", json={"current_password": ADMIN_PASSWORD, "new_password": "brand-new-pass"},
-                          headers=first)
+    changed = client.post(
+        "/api/auth/password", json={"current_password": ADMIN_PASSWORD, "new_password": "brand-new-pass"}, headers=first
+    )
     assert changed.status_code == 200
     assert client.get("/api/auth/me", headers=first).status_code == 200
     assert client.get("/api/auth/me", headers=second).status_code == 401
@@ -164,7 +182,9 @@ def test_expired_reset_token_is_refused(make_app: Callable[..., Flask], smtp_sin
     client = app.test_client()
     assert client.post("/api/auth/password-reset", json={"email": ADMIN_EMAIL}).status_code == 202
     token = reset_token(smtp_sink[0])
-    response = client.post("/api/auth/password-reset/confirm", json={"token": token, "new_password": "reset-password-1"})
+    response = client.post(
+        "/api/auth/password-reset/confirm", json={"token": token, "new_password": "reset-password-1"}
+    )
     assert response.status_code == 400
     login(client, ADMIN_EMAIL, ADMIN_PASSWORD)
 

@@ -25,8 +25,11 @@ BODY_ENDPOINTS: list[tuple[str, str, dict[str, Any]]] = [
     ("POST", "/api/auth/password-reset/confirm", {"token": 1, "new_password": "short"}),
     ("POST", "/api/clients", {"name": 1, "nit": None, "active": "yes", "email": "not-an-email"}),
     ("PATCH", "/api/clients/{client}", {"active": 1, "name": "", "unknown": "x"}),
-    ("POST", "/api/clients/{client}/affiliations",
-     {"employee_name": "", "document_number": 7, "salary": "1000", "start_date": "31/12/2024", "status": "gone"}),
+    (
+        "POST",
+        "/api/clients/{client}/affiliations",
+        {"employee_name": "", "document_number": 7, "salary": "1000", "start_date": "31/12/2024", "status": "gone"},
+    ),
     ("PATCH", "/api/affiliations/{affiliation}", {"salary": True, "end_date": 20240101, "status": None}),
 ]
 ID_ENDPOINTS: list[tuple[str, str]] = [
@@ -45,14 +48,19 @@ MALFORMED = [b"{not json", b"[1, 2, 3]", b"null", b'"a string"', b"", b"[" * 200
 
 @pytest.fixture
 def setup(make_app: Any, db_path: Path) -> Iterator[tuple[FlaskClient, dict[str, str], dict[str, int]]]:
-    app: Flask = make_app(MAX_CONTENT_LENGTH=MAX_BODY, LOGIN_LIMIT_ACCOUNT="10000 per minute",
-                          LOGIN_LIMIT_ADDRESS="10000 per minute", DEFAULT_RATE_LIMIT="10000 per minute")
+    app: Flask = make_app(
+        MAX_CONTENT_LENGTH=MAX_BODY,
+        LOGIN_LIMIT_ACCOUNT="10000 per minute",
+        LOGIN_LIMIT_ADDRESS="10000 per minute",
+        DEFAULT_RATE_LIMIT="10000 per minute",
+    )
     create_admin(app)
     client = app.test_client()
     headers = login(client, ADMIN_EMAIL, ADMIN_PASSWORD)
     cid = client.post("/api/clients", json={"name": "ACME", "nit": "1"}, headers=headers).get_json()["client"]["id"]
-    aff = client.post(f"/api/clients/{cid}/affiliations", json={"employee_name": "Ana", "document_number": "9"},
-                      headers=headers).get_json()["affiliation"]["id"]
+    aff = client.post(
+        f"/api/clients/{cid}/affiliations", json={"employee_name": "Ana", "document_number": "9"}, headers=headers
+    ).get_json()["affiliation"]["id"]
     ids = {"client": cid, "affiliation": aff}
     before = row_counts(db_path)
     yield client, headers, ids
@@ -72,8 +80,9 @@ def test_malformed_json_everywhere(setup: Any) -> None:
     client, headers, ids = setup
     for method, path, _ in BODY_ENDPOINTS:
         for raw in MALFORMED:
-            response = client.open(path.format(**ids), method=method, data=raw, headers=headers,
-                                   content_type="application/json")
+            response = client.open(
+                path.format(**ids), method=method, data=raw, headers=headers, content_type="application/json"
+            )
             error = assert_json_error(response, 400)
             assert error["code"] == "invalid_json"
 
@@ -90,14 +99,15 @@ def test_oversize_bodies_everywhere(setup: Any) -> None:
     client, headers, ids = setup
     huge = b'{"name": "' + b"x" * (MAX_BODY * 4) + b'"}'
     for method, path, _ in BODY_ENDPOINTS:
-        response = client.open(path.format(**ids), method=method, data=huge, headers=headers,
-                               content_type="application/json")
+        response = client.open(
+            path.format(**ids), method=method, data=huge, headers=headers, content_type="application/json"
+        )
         error = assert_json_error(response, 413)
         assert error["code"] == "payload_too_large"
 
 
 def test_long_strings_within_the_body_limit(setup: Any) -> None:
-    client, headers, ids = setup
+    client, headers, _ = setup
     response = client.post("/api/clients", json={"name": "x" * 1000, "nit": "2"}, headers=headers)
     assert assert_json_error(response, 400)["fields"] == {"name": "must be at most 200 characters"}
 
@@ -124,7 +134,7 @@ def test_bad_query_parameters(setup: Any) -> None:
 
 
 def test_wrong_methods_and_unknown_paths(setup: Any) -> None:
-    client, headers, ids = setup
+    client, headers, _ = setup
     assert_json_error(client.put("/api/clients", json={}, headers=headers), 405)
     assert_json_error(client.get("/api/auth/login"), 405)
     assert_json_error(client.delete("/health"), 405)
@@ -132,9 +142,14 @@ def test_wrong_methods_and_unknown_paths(setup: Any) -> None:
 
 
 def test_bad_or_missing_tokens(setup: Any) -> None:
-    client, _, ids = setup
-    for header in ({}, {"Authorization": "Bearer"}, {"Authorization": "Basic abc"},
-                   {"Authorization": "Bearer " + "x" * 500}, {"Authorization": "Bearer forged-token"}):
+    client, _, _ = setup
+    for header in (
+        {},
+        {"Authorization": "Bearer"},
+        {"Authorization": "Basic abc"},
+        {"Authorization": "Bearer " + "x" * 500},
+        {"Authorization": "Bearer forged-token"},
+    ):
         assert_json_error(client.post("/api/clients", json={"name": "A", "nit": "3"}, headers=header), 401)
         assert_json_error(client.get("/api/auth/me", headers=header), 401)
 

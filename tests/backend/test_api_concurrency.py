@@ -23,16 +23,24 @@ def writer(args: tuple[str, str, int]) -> list[tuple[int, str]]:
     failures: list[tuple[int, str]] = []
     with requests.Session() as http:
         for i in range(WRITES_PER_PROCESS):
-            created = http.post(f"{url}/api/clients", json={"name": f"P{worker} C{i}", "nit": f"{worker}-{i}"},
-                                headers=headers, timeout=30)
+            created = http.post(
+                f"{url}/api/clients",
+                json={"name": f"P{worker} C{i}", "nit": f"{worker}-{i}"},
+                headers=headers,
+                timeout=30,
+            )
             if created.status_code != 201:
                 failures.append((created.status_code, created.text))
                 continue
             cid = created.json()["client"]["id"]
             for response in (
                 http.patch(f"{url}/api/clients/{cid}", json={"city": "Cali"}, headers=headers, timeout=30),
-                http.post(f"{url}/api/clients/{cid}/affiliations",
-                          json={"employee_name": f"E{i}", "document_number": str(i)}, headers=headers, timeout=30),
+                http.post(
+                    f"{url}/api/clients/{cid}/affiliations",
+                    json={"employee_name": f"E{i}", "document_number": str(i)},
+                    headers=headers,
+                    timeout=30,
+                ),
                 http.get(f"{url}/api/clients?per_page=5", headers=headers, timeout=30),
             ):
                 if response.status_code >= 300:
@@ -45,8 +53,9 @@ def test_parallel_writers_never_see_database_is_locked(
 ) -> None:
     create_admin(make_app())
     server = gunicorn(workers=4, DEFAULT_RATE_LIMIT="100000 per minute", LOG_LEVEL="INFO")
-    token = requests.post(server.url + "/api/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD},
-                          timeout=10).json()["token"]
+    token = requests.post(
+        server.url + "/api/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}, timeout=10
+    ).json()["token"]
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(PROCESSES) as pool:
         results = pool.map(writer, [(server.url, token, w) for w in range(PROCESSES)])

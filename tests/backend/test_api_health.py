@@ -38,7 +38,9 @@ def test_degraded_when_redis_is_down_and_login_still_works(make_app: Callable[..
     # The limiter falls back to in-memory storage: the request is served, not a 500.
     login = client.post("/api/auth/login", json={"email": "admin@montero.test", "password": "admin-password-1"})
     assert login.status_code == 200
-    assert client.get("/api/clients", headers={"Authorization": "Bearer " + login.get_json()["token"]}).status_code == 200
+    assert (
+        client.get("/api/clients", headers={"Authorization": "Bearer " + login.get_json()["token"]}).status_code == 200
+    )
 
 
 def test_fail_when_the_database_is_broken(make_app: Callable[..., Flask], tmp_path: Path) -> None:

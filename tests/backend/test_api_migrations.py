@@ -11,7 +11,6 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from api_helpers import BACKEND
-
 from montero_api.database import create_db_engine
 from montero_api.models import Base
 

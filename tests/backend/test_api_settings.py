@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 from api_helpers import BACKEND, free_port
-
 from montero_api import create_app
 from montero_api.settings import GENERATE_HINT, PLACEHOLDER_SECRETS, ConfigError, Settings, secret_key_problem
 
@@ -81,34 +80,72 @@ def test_create_app_refuses_in_production(tmp_path: Path) -> None:
 
 
 def test_gunicorn_refuses_to_start_with_a_weak_key(tmp_path: Path) -> None:
-    env = {**os.environ, "FLASK_ENV": "production", "SECRET_KEY": "your-secret-key-here",
-           "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}", "LOG_DIR": str(tmp_path)}
+    env = {
+        **os.environ,
+        "FLASK_ENV": "production",
+        "SECRET_KEY": "your-secret-key-here",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}",
+        "LOG_DIR": str(tmp_path),
+    }
     result = subprocess.run(
         [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "--bind", f"127.0.0.1:{free_port()}", "wsgi:app"],
-        cwd=BACKEND, env=env, capture_output=True, text=True, timeout=60,
+        cwd=BACKEND,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if "configuration error" in line]
-    assert lines == [
-        "montero_api: configuration error: SECRET_KEY is a documented placeholder; refusing to start in production. "
-        f"Generate one with: {GENERATE_HINT}"
-    ]
+    expected = (
+        "montero_api: configuration error: SECRET_KEY is a documented placeholder; "
+        f"refusing to start in production. Generate one with: {GENERATE_HINT}"
+    )
+    assert lines == [expected]
     assert "Traceback" not in result.stderr
 
 
 def test_flask_cli_refuses_too(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"} | {"LOG_DIR": str(tmp_path), "FLASK_ENV": "production",
-                                                                         "FLASK_SKIP_DOTENV": "1"}
-    result = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "create-admin", "--email", "a@b.co", "--password", "long-enough-1"],
-                            cwd=BACKEND, env=env, capture_output=True, text=True, timeout=60)
+    env = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"} | {
+        "LOG_DIR": str(tmp_path),
+        "FLASK_ENV": "production",
+        "FLASK_SKIP_DOTENV": "1",
+    }
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flask",
+            "--app",
+            "wsgi",
+            "create-admin",
+            "--email",
+            "a@b.co",
+            "--password",
+            "long-enough-1",
+        ],
+        cwd=BACKEND,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode != 0
     assert "SECRET_KEY is not set; refusing to start in production" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_redacted_settings_hide_secrets() -> None:
-    settings = Settings.from_env({"FLASK_ENV": "development", "SECRET_KEY": "k" * 40, "MAIL_PASSWORD": "hunter2",
-                                  "DATABASE_URL": "postgresql://montero:pw@db:5432/montero"})
+    settings = Settings.from_env(
+        {
+            "FLASK_ENV": "development",
+            "SECRET_KEY": "k" * 40,
+            "MAIL_PASSWORD": "hunter2",
+            "DATABASE_URL": "postgresql://montero:pw@db:5432/montero",
+        }
+    )
     shown = settings.redacted()
     assert shown["SECRET_KEY"] == "***" and shown["MAIL_PASSWORD"] == "***"
     assert shown["DATABASE_URL"] == "postgresql://montero:***@db:5432/montero"
