@@ -16,7 +16,7 @@ DOC = Path(__file__).resolve().parents[3] / "docs" / "doctor.md"
 
 
 def _documented() -> set[str]:
-    return set(re.findall(r"^\| `([a-z_.<>]+)`", DOC.read_text(), flags=re.M)) | set(
+    return set(re.findall(r"^\| `([a-z_.<>]+)`", DOC.read_text(), flags=re.MULTILINE)) | set(
         re.findall(r"`([a-z]+\.[a-z_]+)`, `([a-z]+\.[a-z_]+)`", DOC.read_text())[0])
 
 
