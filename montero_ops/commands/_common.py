@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 
 import typer
@@ -27,4 +28,4 @@ def confirm_or_refuse(question: str, what: str, yes: bool) -> bool:
 
 def print_verbose(enabled: bool, cmd: list[str]) -> None:
     if enabled:
-        sys.stderr.write("$ " + " ".join(cmd) + "\n")
+        sys.stderr.write("$ " + shlex.join(cmd) + "\n")

@@ -124,3 +124,34 @@ def test_version_json(cli, docker: DockerCalls) -> None:
     assert result.exit_code == 0
     out = json_out(result)
     assert out["montero"] and out["compose"] == "v2.40.3"
+
+
+def test_dev_follows_the_app_logs(cli, docker: DockerCalls, engine: FakeEngine, project: Path, tmp_path: Path,
+                                  monkeypatch) -> None:
+    import subprocess
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    engine.set(container("app"))
+    followed: list[list[str]] = []
+
+    class Done:
+        def __init__(self, cmd: list[str]) -> None:
+            followed.append(["docker" if c.endswith("/docker") else c for c in cmd])
+
+        def wait(self, timeout: float | None = None) -> int:
+            return 0
+
+    monkeypatch.setattr(subprocess, "Popen", lambda cmd, **kw: Done(cmd))
+    result = cli("dev")
+    assert result.exit_code == 0, result.output
+    [override] = list((tmp_path / "state" / "montero").glob("shop-*/compose.dev.yml"))
+    assert followed == [compose_prefix(project, files=(override,)) + ["logs", "--follow", "--tail", "20", "app"]]
+    assert "the stack keeps running in development mode" in result.stderr
+
+
+def test_verbose_prints_the_docker_command(cli, docker: DockerCalls, engine: FakeEngine, prefix: list[str]) -> None:
+    engine.set(container("app"))
+    result = cli("--verbose", "exec", "app", "--", "id")
+    assert result.exit_code == 0
+    line = result.stderr.splitlines()[0]
+    assert line.startswith("$ /") and line.endswith(" ".join(prefix[1:] + ["exec", "-T", "app", "id"]))
