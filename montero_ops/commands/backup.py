@@ -44,9 +44,12 @@ def _stack(ctx: typer.Context, what: str) -> Stack:
 
         Engine().ping()
         return ComposeStack(state.project(), state.client())
-    except DockerUnavailable:
+    except DockerUnavailable as exc:
         if what != "sqlite":
-            raise
+            # Redis lives in a Docker volume: say what is needed, and what works without it.
+            raise DockerUnavailable(f"{exc.message} (Redis data is in a Docker volume)",
+                                    hint=f"{exc.hint}; the database alone needs no Docker: `montero {ctx.info_name} sqlite`"
+                                    ) from exc
         warn("Docker is not reachable: working on the SQLite file only (the app cannot be running)")
         return NoStack()
 

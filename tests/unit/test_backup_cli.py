@@ -189,3 +189,48 @@ def test_postgres_is_refused_clearly(cli: Callable[..., Result], shop: Path) -> 
     result = cli("backup", "sqlite")
     refused(result, 1, "Error: DATABASE_URL points to PostgreSQL: `montero backup` covers SQLite and Redis only")
     assert "secret" not in result.stderr
+
+
+def test_backup_all_without_docker_says_what_is_needed(cli: Callable[..., Result], shop: Path) -> None:
+    result = cli("backup")
+    refused(result, 3, "Error: the Docker socket /var/run/docker.sock does not exist: the daemon is not running "
+                       "(Redis data is in a Docker volume)")
+    assert "`montero backup sqlite`" in result.stderr
+    assert not (shop / "backups").exists() or not any((shop / "backups").iterdir())
+
+
+def test_redis_snapshot_runs_exactly_these_docker_commands(docker, engine, project: Path, prefix: list[str],
+                                                           monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The docker boundary only: BGSAVE (never SAVE) through compose exec, files out with docker cp."""
+    import python_on_whales.components.container.cli_wrapper as container_cli
+    from conftest import container
+
+    from montero_ops.client import build_client
+    from montero_ops.project import find_project
+    from montero_ops.services.backups.redis_data import snapshot
+    from montero_ops.services.backups.stack import ComposeStack
+
+    monkeypatch.setattr(container_cli, "run", docker)
+    engine.set(container("redis"))
+    saves = iter(["1700000000", "1700000000", "1800000000"])
+    answers = {("CONFIG", "GET", "appendonly"): "appendonly\nyes\n", ("CONFIG", "GET", "save"): "save\n3600 1\n",
+               ("CONFIG", "GET", "dir"): "dir\n/data\n", ("CONFIG", "GET", "dbfilename"): "dbfilename\ndump.rdb\n",
+               ("CONFIG", "GET", "appenddirname"): "appenddirname\nappendonlydir\n",
+               ("BGSAVE", "SCHEDULE"): "Background saving started\n", ("INFO", "keyspace"): "db0:keys=3,expires=1\n"}
+
+    def redis_cli(cmd: list[str]) -> str:
+        args = tuple(cmd[cmd.index("redis-cli") + 1:])
+        return next(saves) + "\n" if args == ("LASTSAVE",) else answers.get(args, "")
+
+    docker.respond(lambda cmd: "redis-cli" in cmd, redis_cli)
+    stack = ComposeStack(find_project(project), build_client(find_project(project)))
+    info = snapshot(stack.redis(), tmp_path / "redis")
+    assert info["persistence"] == "aof" and info["lastsave"] == 1800000000
+    execs = [c[len(prefix):] for c in docker.calls if "redis-cli" in c]
+    assert ["exec", "--index", "1", "--no-TTY", "redis", "redis-cli", "BGSAVE", "SCHEDULE"] in execs
+    assert not any(c[-1] == "SAVE" for c in execs)
+    cid = container("redis")[0]["Id"]
+    copies = [c for c in docker.calls if c[1:3] == ["container", "cp"]]
+    assert copies == [["docker", "container", "cp", f"{cid}:/data/dump.rdb", str(tmp_path / "redis" / "dump.rdb")],
+                      ["docker", "container", "cp", f"{cid}:/data/appendonlydir",
+                       str(tmp_path / "redis" / "appendonlydir")]]
