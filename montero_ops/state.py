@@ -41,6 +41,8 @@ class State:
         from montero_ops.client import build_client, require_engine
 
         project = project or self.project()
+        if self.verbose:
+            _log_docker_commands()
         if project not in self._clients:
             client = build_client(project)
             if check:
@@ -58,6 +60,18 @@ class State:
         if check:
             eng.ping()
         return eng
+
+
+def _log_docker_commands() -> None:
+    """--verbose: python-on-whales logs each command it runs at DEBUG; show them on stderr."""
+    import logging
+
+    logger = logging.getLogger("python_on_whales.utils")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
 
 
 def get_state(ctx: Any) -> State:
