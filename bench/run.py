@@ -54,7 +54,9 @@ def fig9(settings: Settings) -> Figure:
     script = REPO / "bench" / "bench_backup.py"
     if not script.is_file():
         raise BenchError("bench/bench_backup.py (the backups benchmark) is not there yet")
-    cmd = [sys.executable, str(script), "--runs", str(max(5, settings.runs))]
+    # Its own scratch folder: the script empties --workdir first, and another run may be using the default.
+    cmd = [sys.executable, str(script), "--runs", str(max(5, settings.runs)),
+           "--workdir", f"/tmp/montero-bench-backup-{os.getpid()}"]
     if settings.quick:
         cmd += ["--size-mb", "256"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=5400, cwd=REPO)
