@@ -26,6 +26,7 @@ MODULES = [
     "version",
     "tls",
     "scan",
+    "deploy",
     "doctor",
 ]
 
