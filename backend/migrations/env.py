@@ -14,7 +14,7 @@ from alembic import context
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from montero_api.database import create_db_engine
+from montero_api.database import create_db_engine, normalize_url
 from montero_api.models import Base
 from montero_api.settings import Settings
 
@@ -35,7 +35,7 @@ def database_url() -> str:
 
 def run_migrations_offline() -> None:
     context.configure(
-        url=database_url(),
+        url=normalize_url(database_url()),
         target_metadata=target_metadata,
         literal_binds=True,
         render_as_batch=True,
