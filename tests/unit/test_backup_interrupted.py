@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -14,13 +15,14 @@ import pytest
 from test_backup_support import copy_db, make_db
 
 from montero_ops.services.backups import sqlite_db
+from montero_ops.services.backups.manifest import sha256_file
 
 SWAP = """
 import sys
 from pathlib import Path
 from montero_ops.services.backups import sqlite_db
-target, source, compressed = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] == "1"
-staged = sqlite_db.stage_copy(source, target, compressed)
+target, source, compressed, sha = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] == "1", sys.argv[4]
+staged = sqlite_db.stage_copy(source, target, compressed, sha256=sha, journal_mode="wal")
 sqlite_db.swap_in(staged, target)
 print("done", flush=True)
 """
@@ -40,7 +42,10 @@ os._exit(0)  # like a crashed app: the last changes live only in the -wal file
 def templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | dict[str, str]]:
     base = tmp_path_factory.mktemp("interrupt")
     new = make_db(base / "new.db", rows=6000, payload_size=400)
-    sqlite_db.checkpoint(new)
+    con = sqlite3.connect(new)
+    con.execute("PRAGMA journal_mode=DELETE")  # as montero stores a backup: one self-contained file
+    con.close()
+    sha = sha256_file(new)
     gz = base / "new.db.gz"
     sqlite_db.gzip_file(new, gz)
     old = make_db(base / "old" / "mi_sistema.db", rows=4000, revision="aaa1", payload_size=300)
@@ -49,7 +54,7 @@ def templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | dict
     probe = base / "probe" / "mi_sistema.db"
     probe.parent.mkdir()
     copy_db(old, probe)
-    return {"new": new, "gz": gz, "old": old,
+    return {"new": new, "gz": gz, "old": old, "sha": sha,
             "old_sums": sqlite_db.table_checksums(probe), "new_sums": sqlite_db.table_checksums(new)}
 
 
@@ -61,7 +66,8 @@ def test_killed_swap_leaves_old_or_new(templates: dict, tmp_path: Path, compress
     trial = tmp_path / "timing"
     trial.mkdir()
     copy_db(templates["old"], trial / "mi_sistema.db")
-    subprocess.run([sys.executable, "-c", SWAP, str(trial / "mi_sistema.db"), str(source), "1" if compressed else "0"],
+    argv = ["1" if compressed else "0", str(templates["sha"])]
+    subprocess.run([sys.executable, "-c", SWAP, str(trial / "mi_sistema.db"), str(source), *argv],
                    check=True, capture_output=True)
     full = time.monotonic() - start
     rng = random.Random(5 + compressed)
@@ -71,7 +77,7 @@ def test_killed_swap_leaves_old_or_new(templates: dict, tmp_path: Path, compress
         folder.mkdir()
         target = folder / "mi_sistema.db"
         copy_db(templates["old"], target)
-        proc = subprocess.Popen([sys.executable, "-c", SWAP, str(target), str(source), "1" if compressed else "0"],
+        proc = subprocess.Popen([sys.executable, "-c", SWAP, str(target), str(source), *argv],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         time.sleep(rng.uniform(0.0, full * 1.1))
         proc.send_signal(signal.SIGKILL)

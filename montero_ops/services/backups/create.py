@@ -105,8 +105,9 @@ def _backup_sqlite(
 ) -> dict[str, object]:
     copy = work / db.name
     progress(f"SQLite: online copy of {db} ({_mb(sqlite_size(db))})")
+    journal_mode = "wal"
     try:
-        sqlite_db.online_copy(db, copy)
+        journal_mode = sqlite_db.online_copy(db, copy)
     except sqlite3.DatabaseError as exc:
         if require_integrity:
             raise MonteroError(f"cannot read {db}: {exc}", hint="see docs/backups.md (recovery)") from exc
@@ -131,7 +132,8 @@ def _backup_sqlite(
         entry = FileEntry(name=packed.name, role="sqlite", size=packed.stat().st_size, sha256=sha256_file(packed),
                           compression="gzip", uncompressed_size=size)
     files.append(entry)
-    return {"revision": revision, "tables": counts, "integrity_check": check, "uncompressed_sha256": digest}
+    return {"revision": revision, "tables": counts, "integrity_check": check, "uncompressed_sha256": digest,
+            "journal_mode": journal_mode}
 
 
 def _backup_redis(stack: Stack, work: Path, files: list[FileEntry], progress: Progress) -> dict[str, object]:

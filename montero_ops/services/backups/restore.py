@@ -12,7 +12,7 @@ from montero_ops.errors import MonteroError, UsageError
 from montero_ops.project import Project
 from montero_ops.services.backups import sqlite_db
 from montero_ops.services.backups.create import create_backup, normalize_what, require_space, sqlite_size
-from montero_ops.services.backups.manifest import Manifest, sha256_file
+from montero_ops.services.backups.manifest import Manifest
 from montero_ops.services.backups.redis_data import persistence_mode
 from montero_ops.services.backups.stack import Stack
 from montero_ops.services.backups.verify import check_backup
@@ -167,11 +167,11 @@ def _apply(folder: Path, manifest: Manifest, plan: RestorePlan, stack: Stack, to
         entry = manifest.file("sqlite")
         assert entry is not None
         progress(f"SQLite: putting {entry.name} in place of {plan.db_path} (atomic rename)")
-        staged = sqlite_db.stage_copy(folder / entry.name, plan.db_path, entry.compression == "gzip")
+        meta = manifest.sqlite or {}
+        staged = sqlite_db.stage_copy(folder / entry.name, plan.db_path, entry.compression == "gzip",
+                                      sha256=meta.get("uncompressed_sha256") or entry.sha256,
+                                      journal_mode=meta.get("journal_mode"))
         try:
-            expected = (manifest.sqlite or {}).get("uncompressed_sha256") or entry.sha256
-            if sha256_file(staged) != expected:
-                raise MonteroError(f"the staged copy of {entry.name} does not match its checksum")
             sqlite_db.swap_in(staged, plan.db_path)
         finally:
             staged.unlink(missing_ok=True)

@@ -64,22 +64,28 @@ def database_path(project: Project) -> Path:
     )
 
 
-def online_copy(source: Path, dest: Path) -> None:
-    """Consistent copy of a live database into dest (a new file).
+def online_copy(source: Path, dest: Path) -> str:
+    """Consistent copy of a live database into dest (a new file); returns the source's journal mode.
+
+    The copy is switched to the rollback journal so it is one self-contained file that
+    can be read (verify) without leaving -wal/-shm beside it; restore sets the mode back.
 
     Opening the source as root would create -wal/-shm owned by root that the app
     (uid 1000) could not write; fix_sidecar_owner puts ownership back.
     """
     src = sqlite3.connect(f"file:{source}?mode=rw", uri=True, timeout=30)
     try:
+        mode = str(src.execute("PRAGMA journal_mode").fetchone()[0])
         dst = sqlite3.connect(dest)
         try:
             src.backup(dst, pages=-1)
+            dst.execute("PRAGMA journal_mode=DELETE")
         finally:
             dst.close()
     finally:
         src.close()
         fix_sidecar_owner(source)
+    return mode
 
 
 def fix_sidecar_owner(db: Path) -> None:
@@ -203,15 +209,31 @@ def swap_in(staged: Path, target: Path) -> None:
     fsync_dir(target.parent)
 
 
-def stage_copy(source: Path, target: Path, compressed: bool) -> Path:
-    """Copy (or decompress) a backup file next to target, fsynced, owned and moded like target."""
-    for stale in target.parent.glob(f".{target.name}.restore-*.tmp"):
+def stage_copy(source: Path, target: Path, compressed: bool, sha256: str | None = None,
+               journal_mode: str | None = None) -> Path:
+    """Copy (or decompress) a backup file next to target: checked against its SHA-256, put back
+    in its journal mode (WAL), fsynced, owned and moded like target."""
+    for stale in target.parent.glob(f".{target.name}.restore-*"):
         stale.unlink(missing_ok=True)  # left by an interrupted restore; never the live file
     staged = target.parent / f".{target.name}.restore-{os.getpid()}.tmp"
     if compressed:
         gunzip_file(source, staged)
     else:
         shutil.copyfile(source, staged)
+    if sha256 is not None:
+        digest = hashlib.sha256()
+        with open(staged, "rb") as fh:
+            while block := fh.read(1 << 20):
+                digest.update(block)
+        if digest.hexdigest() != sha256:
+            staged.unlink()
+            raise MonteroError(f"the copy of {source.name} staged for restore does not match its checksum")
+    if journal_mode and journal_mode.lower() == "wal":
+        con = sqlite3.connect(staged)
+        try:
+            con.execute("PRAGMA journal_mode=WAL")  # header change only; the file stays whole
+        finally:
+            con.close()
     with open(staged, "rb+") as fh:
         os.fsync(fh.fileno())
     ref = target if target.exists() else target.parent
