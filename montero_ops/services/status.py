@@ -73,9 +73,17 @@ def _ports(entries: list[dict[str, Any]] | None) -> list[str]:
 
 def container_statuses(engine: Engine, project: str) -> list[ContainerStatus]:
     """Every container of the compose project, with health and restart count (one inspect each)."""
+    entries = engine.project_containers(project)
+    # Health and restart count need one inspect per container: ask in parallel (scaled apps).
+    if len(entries) > 2:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(8, len(entries))) as pool:
+            infos = list(pool.map(lambda e: engine.inspect(e["Id"]), entries))
+    else:
+        infos = [engine.inspect(e["Id"]) for e in entries]
     result = []
-    for entry in engine.project_containers(project):
-        info = engine.inspect(entry["Id"])
+    for entry, info in zip(entries, infos):
         state = info.get("State") or {}
         health = (state.get("Health") or {}).get("Status")
         status = state.get("Status", entry.get("State", ""))
@@ -134,9 +142,9 @@ def services_health(containers: list[ContainerStatus], expected: list[str]) -> l
     return result
 
 
-def require_running(engine: Engine, project: str, service: str) -> ContainerStatus:
-    """The first running container of a service, or StackNotRunning ("run `montero up` first")."""
-    for c in container_statuses(engine, project):
-        if c.service == service and c.state == "running":
-            return c
+def require_running(engine: Engine, project: str, service: str) -> str:
+    """The name of a running container of the service, or StackNotRunning ("run `montero up` first")."""
+    for entry in engine.project_containers(project):  # the list form says enough: no inspect
+        if (entry.get("Labels") or {}).get(SERVICE_LABEL) == service and entry.get("State") == "running":
+            return str((entry.get("Names") or ["?"])[0]).lstrip("/")
     raise StackNotRunning(service)
