@@ -169,19 +169,22 @@ def prune_cmd(
     from montero_ops.services.backups import apply_prune, plan_prune
 
     plan = plan_prune(_backups_dir(ctx, folder), keep, older_than)
-    if not plan.delete:
+    if not plan.delete and not plan.partials:
         typer.echo("nothing to prune", err=True)
         if json:
             print_json(plan.to_dict())
         return
     for ref in plan.delete:
         typer.echo(f"delete {ref.id}", err=True)
-    names = ", ".join(r.id for r in plan.delete)
+    for partial in plan.partials:
+        typer.echo(f"delete {partial.name} (unfinished backup)", err=True)
+    names = ", ".join([r.id for r in plan.delete] + [p.name for p in plan.partials])
     _confirm_or_refuse(yes, f"Delete {len(plan.delete)} backup(s)?", f"prune would delete {names}; pass --yes")
     apply_prune(plan)
     if json:
         print_json(plan.to_dict())
-    success(f"deleted {len(plan.delete)} backup(s); newest verified kept: {plan.protected or 'none'}")
+    success(f"deleted {len(plan.delete)} backup(s)" + (f" and {len(plan.partials)} unfinished" if plan.partials else "")
+            + f"; newest verified kept: {plan.protected or 'none'}")
 
 
 def restore(

@@ -234,3 +234,17 @@ def test_redis_snapshot_runs_exactly_these_docker_commands(docker, engine, proje
     assert copies == [["docker", "container", "cp", f"{cid}:/data/dump.rdb", str(tmp_path / "redis" / "dump.rdb")],
                       ["docker", "container", "cp", f"{cid}:/data/appendonlydir",
                        str(tmp_path / "redis" / "appendonlydir")]]
+
+
+def test_prune_removes_unfinished_backups(cli: Callable[..., Result], shop: Path) -> None:
+    bid = backup(cli)
+    stale = shop / "backups" / ".partial-abc123"
+    stale.mkdir()
+    (stale / "mi_sistema.db").write_bytes(b"half")
+    os.utime(stale, (0, 0))
+    fresh = shop / "backups" / ".partial-running"
+    fresh.mkdir()  # a backup in progress right now: left alone
+    result = cli("backups", "prune", "--keep", "5", "--yes")
+    assert result.exit_code == 0, result.stderr
+    assert "delete .partial-abc123 (unfinished backup)" in result.stderr
+    assert sorted(p.name for p in (shop / "backups").iterdir()) == [".partial-running", bid]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 import shutil
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,9 +30,11 @@ class PrunePlan:
     delete: list[BackupRef]
     keep: list[BackupRef]
     protected: str | None  # the newest verified backup
+    partials: list[Path] = field(default_factory=list)  # left by a backup that was killed
 
     def to_dict(self) -> dict[str, Any]:
-        return {"delete": [r.id for r in self.delete], "keep": [r.id for r in self.keep], "protected": self.protected}
+        return {"delete": [r.id for r in self.delete], "keep": [r.id for r in self.keep], "protected": self.protected,
+                "unfinished": [p.name for p in self.partials]}
 
 
 def plan_prune(backups_dir: Path, keep: int, older_than: str | None = None, now: datetime | None = None) -> PrunePlan:
@@ -49,9 +52,15 @@ def plan_prune(backups_dir: Path, keep: int, older_than: str | None = None, now:
             delete.append(ref)
         else:
             kept.append(ref)
-    return PrunePlan(delete, kept, protected.id if protected else None)
+    # Unfinished backups older than an hour cannot belong to a backup still running.
+    hour_ago = time.time() - 3600
+    partials = sorted(p for p in backups_dir.glob(".partial-*") if p.is_dir() and p.stat().st_mtime < hour_ago) \
+        if backups_dir.is_dir() else []
+    return PrunePlan(delete, kept, protected.id if protected else None, partials)
 
 
 def apply_prune(plan: PrunePlan) -> None:
     for ref in plan.delete:
         shutil.rmtree(ref.path)
+    for partial in plan.partials:
+        shutil.rmtree(partial, ignore_errors=True)
