@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 PRODUCTION_PROFILE = "production"
 PRODUCTION_FILE = "compose.production.yml"
+POSTGRES_PROFILE = "postgres"
+POSTGRES_FILE = "compose.postgres.yml"
 LOG_LINES = 30
 RESTARTS_BEFORE_FAILING = 2
 # Module-level so tests can replace time without touching the global time module.
@@ -36,6 +38,10 @@ def with_profiles(project: Project, profiles: list[str]) -> Project:
     extra = project.root / "docker" / PRODUCTION_FILE
     if PRODUCTION_PROFILE in variant.profiles and extra.is_file() and extra not in variant.compose_files:
         variant = variant.with_compose_files(extra)
+    # `postgres` layers docker/compose.postgres.yml (the postgres service, the app's DATABASE_URL).
+    pg_file = project.root / "docker" / POSTGRES_FILE
+    if POSTGRES_PROFILE in variant.profiles and pg_file.is_file() and pg_file not in variant.compose_files:
+        variant = variant.with_compose_files(pg_file)
     return variant
 
 
@@ -48,9 +54,12 @@ def current_variant(engine: Engine, project: Project) -> Project:
     from montero_ops.services.status import defined_services
 
     running = {(c.get("Labels") or {}).get(SERVICE_LABEL, "") for c in engine.project_containers(project.name)}
-    if running and running - set(defined_services(project)):
-        return with_profiles(project, [PRODUCTION_PROFILE])
-    return project
+    extra = running - set(defined_services(project)) if running else set()
+    if not extra:
+        return project
+    # postgres running means the app was started on it: keep that file, or the app is recreated on SQLite.
+    profiles = [PRODUCTION_PROFILE] if extra - {POSTGRES_PROFILE} else []
+    return with_profiles(project, profiles + ([POSTGRES_PROFILE] if POSTGRES_PROFILE in extra else []))
 
 
 def parse_scales(items: list[str]) -> dict[str, int]:
