@@ -38,7 +38,8 @@ def judge(check_id: str, where: str, path: Path, fix: str) -> Finding:
 
 def reclaimable(df: dict[str, Any]) -> dict[str, int]:
     """Bytes `docker system prune`-style commands would free, by kind."""
-    images = sum(max(int(i.get("Size", 0)) - int(i.get("SharedSize", 0) if i.get("SharedSize", -1) > 0 else 0), 0)
+    # An unused image frees its own layers only; SharedSize is -1 when the engine did not compute it.
+    images = sum(max(int(i.get("Size", 0)) - max(int(i.get("SharedSize", 0) or 0), 0), 0)
                  for i in df.get("Images") or [] if int(i.get("Containers", 0)) == 0)
     containers = sum(int(c.get("SizeRw", 0) or 0) for c in df.get("Containers") or [] if c.get("State") != "running")
     volumes = sum(int((v.get("UsageData") or {}).get("Size", 0) or 0) for v in df.get("Volumes") or []
