@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from montero_ops.project import Project, find_project
 from montero_ops.services.doctor.context import Context
@@ -123,3 +126,7 @@ def make_ctx(root: Path, engine: DoctorEngine | None = None, compose: dict[str, 
     ctx = Context(project_of(root), production=production, timeout=2.0, engine=engine)  # type: ignore[arg-type]
     ctx._cache["compose_config"] = compose  # the `docker compose config` answer (None = unavailable)
     return ctx
+
+
+# Ownership tests give folders to uid 0 or 1000, which only root can do (CI runs as root).
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="changing file ownership needs root")

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from doctor_helpers import DoctorEngine, make_ctx, make_db
+from doctor_helpers import DoctorEngine, make_ctx, make_db, needs_root
 
 from montero_ops.services.doctor.connectivity import check_connectivity
 from montero_ops.services.doctor.images import check_images, parse_created
@@ -22,6 +22,8 @@ def _by_id(findings: list) -> dict:
 
 @pytest.fixture
 def app_owned(root: Path) -> Path:
+    if os.geteuid() != 0:
+        pytest.skip("changing file ownership needs root")
     for folder in (root / "data", root / "logs"):
         os.chown(folder, 1000, 1000)
     return root
@@ -67,6 +69,7 @@ def test_data_owned_by_app_user_passes(app_owned: Path) -> None:
     assert finding.status.value == "pass"
 
 
+@needs_root
 def test_data_owned_by_root_fails_with_chown(root: Path) -> None:
     data = root / "data"
     os.chown(data, 0, 0)
@@ -81,6 +84,7 @@ def test_data_owned_by_root_fails_with_chown(root: Path) -> None:
     assert _by_id(check_connectivity(make_ctx(root)))["connect.data_writable"].status.value == "pass"
 
 
+@needs_root
 def test_database_file_owned_by_root_fails(app_owned: Path) -> None:
     db = make_db(app_owned / "data" / "mi_sistema.db")
     os.chown(db, 0, 0)
@@ -96,6 +100,7 @@ def test_container_probe_has_the_last_word(app_owned: Path, engine: DoctorEngine
     assert finding.status.value == "fail" and "cannot write /app/data" in finding.message
 
 
+@needs_root
 def test_container_gone_mid_probe_falls_back_to_the_host_view(root: Path, engine: DoctorEngine) -> None:
     from montero_ops.errors import DockerUnavailable
 

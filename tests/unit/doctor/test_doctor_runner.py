@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from doctor_helpers import STRONG_KEY, DoctorEngine, project_of, write_env
+from doctor_helpers import STRONG_KEY, DoctorEngine, needs_root, project_of, write_env
 from typer.testing import CliRunner
 
 from montero_ops.services.doctor import runner
@@ -145,6 +145,7 @@ def test_cli_text_lines_fixes_and_summary(root: Path, docker_down: None) -> None
     assert lines[-1].endswith("skipped") and "failed" in lines[-1]
 
 
+@needs_root
 def test_cli_fix_creates_env_and_chmods_but_asks_before_the_rest(root: Path, docker_down: None) -> None:
     result = _invoke(root, "--fix")
     env = root / ".env"
@@ -160,6 +161,7 @@ def test_cli_fix_creates_env_and_chmods_but_asks_before_the_rest(root: Path, doc
     assert (root / "data").stat().st_uid == 0
 
 
+@needs_root
 def test_cli_fix_yes_applies_the_asked_ones(root: Path, docker_down: None) -> None:
     write_env(root, "SECRET_KEY=short\n")
     result = _invoke(root, "--fix", "--yes")
