@@ -23,7 +23,10 @@ def doctor(
     fix: Annotated[bool, typer.Option("--fix", help="Apply safe, reversible fixes; ask before any other.")] = False,
     yes: YesOption = False,
     production: Annotated[bool, typer.Option("--production", help="Add the production security checklist.")] = False,
-    timeout: Annotated[float, typer.Option("--timeout", min=1, help="Seconds each Docker call may take; a hung check becomes a finding.")] = 8.0,
+    timeout: Annotated[
+        float,
+        typer.Option("--timeout", min=1, help="Seconds each Docker call may take; a hung check becomes a finding."),
+    ] = 8.0,
 ) -> None:
     """Diagnose the stack: Docker, ports, disk, configuration, health, data; exit 1 when a check fails.
 
@@ -60,7 +63,9 @@ def _confirm(finding: Finding, repair: Repair, yes: bool) -> bool:
     if yes:
         return True
     if not sys.stdin.isatty():
-        typer.echo(f"! {finding.id}: not applied without confirmation: {repair.description} (rerun with --yes)", err=True)
+        typer.echo(
+            f"! {finding.id}: not applied without confirmation: {repair.description} (rerun with --yes)", err=True
+        )
         return False
     return typer.confirm(f"{finding.id}: {repair.description}?", default=False, err=True)
 

@@ -49,9 +49,20 @@ def test_healthy_stack_then_redis_stopped_migrations_behind_and_corruption(stack
     code, found, output = doctor(stack_project)
     failures = {k: v for k, v in found.items() if v["status"] == "fail"}
     assert code == 0, failures
-    for check_id in ("docker.daemon", "compose.plugin", "ports.app", "health.app", "health.redis", "restarts.app",
-                     "connect.redis", "connect.data_writable", "data.integrity", "data.migrations", "sqlite.locking",
-                     "config.secret_key"):
+    for check_id in (
+        "docker.daemon",
+        "compose.plugin",
+        "ports.app",
+        "health.app",
+        "health.redis",
+        "restarts.app",
+        "connect.redis",
+        "connect.data_writable",
+        "data.integrity",
+        "data.migrations",
+        "sqlite.locking",
+        "config.secret_key",
+    ):
         assert found[check_id]["status"] == "pass", found[check_id]
     assert "used by this stack" in found["ports.app"]["message"]
     assert key not in output
@@ -89,7 +100,7 @@ def test_healthy_stack_then_redis_stopped_migrations_behind_and_corruption(stack
     for sidecar in ("-wal", "-shm"):
         (stack_project.root / "data" / f"mi_sistema.db{sidecar}").unlink(missing_ok=True)
     raw = bytearray(db.read_bytes())
-    raw[4096:4096 * 3] = os.urandom(4096 * 2)
+    raw[4096 : 4096 * 3] = os.urandom(4096 * 2)
     db.write_bytes(bytes(raw))
     code, found, _ = doctor(stack_project)
     assert code == 1

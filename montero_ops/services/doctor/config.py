@@ -54,16 +54,25 @@ def replace_key(env_file: Path) -> str:
 def check_config(ctx: Context) -> list[Finding]:
     env_file, example = ctx.project.env_file, ctx.project.env_example
     if not env_file.is_file():
-        repair = Repair(f"create {env_file.name} from {example.name} with a fresh key", lambda: create_env(ctx.project), safe=True)
+        repair = Repair(
+            f"create {env_file.name} from {example.name} with a fresh key", lambda: create_env(ctx.project), safe=True
+        )
         findings = [failed("config.env_file", f"{env_file} is missing", "montero env init", repair=repair)]
-        return findings + [skipped(i, f"no {env_file.name}") for i in ("config.env_mode", "config.required", "config.secret_key", "config.flask_env", "config.mail")]
+        return findings + [
+            skipped(i, f"no {env_file.name}")
+            for i in ("config.env_mode", "config.required", "config.secret_key", "config.flask_env", "config.mail")
+        ]
     findings = [passed("config.env_file", f"{env_file} present")]
     mode = stat.S_IMODE(env_file.stat().st_mode)
     if mode & 0o077:
-        findings.append(warned(
-            "config.env_mode", f"{env_file.name} is mode {mode:04o}: other users can read the secrets",
-            f"chmod 600 {env_file}", repair=Repair(f"chmod 600 {env_file}", lambda: chmod_600(env_file), safe=True),
-        ))
+        findings.append(
+            warned(
+                "config.env_mode",
+                f"{env_file.name} is mode {mode:04o}: other users can read the secrets",
+                f"chmod 600 {env_file}",
+                repair=Repair(f"chmod 600 {env_file}", lambda: chmod_600(env_file), safe=True),
+            )
+        )
     else:
         findings.append(passed("config.env_mode", f"{env_file.name} is mode {mode:04o}"))
     env = ctx.env_file_values
@@ -71,10 +80,21 @@ def check_config(ctx: Context) -> list[Finding]:
     missing = [n for n in REQUIRED if not env.get(n)]
     absent = [n for n in example_env if n not in env and not n.startswith("MAIL_")]
     if missing:
-        findings.append(failed("config.required", f"required variables not set: {', '.join(missing)}", f"montero env check  # then set {missing[0]} in {env_file}"))
+        findings.append(
+            failed(
+                "config.required",
+                f"required variables not set: {', '.join(missing)}",
+                f"montero env check  # then set {missing[0]} in {env_file}",
+            )
+        )
     elif duplicated := _duplicates(env_file):
-        findings.append(warned("config.required", f"set more than once in {env_file.name} (the last wins): {', '.join(duplicated)}",
-                               f"keep one line for each in {env_file}"))
+        findings.append(
+            warned(
+                "config.required",
+                f"set more than once in {env_file.name} (the last wins): {', '.join(duplicated)}",
+                f"keep one line for each in {env_file}",
+            )
+        )
     else:
         # Variables of the example left out are not a problem: compose.yml gives each a default.
         note = f" ({len(absent)} optional variable(s) of {example.name} unset: defaults apply)" if absent else ""
@@ -101,7 +121,12 @@ def _secret_key(key: str, known: frozenset[str], example_key: str, env_file: Pat
     if not key:
         return failed("config.secret_key", "SECRET_KEY is empty", fix, repair=repair)
     if len(key) < MIN_KEY:
-        return failed("config.secret_key", f"SECRET_KEY is too short ({len(key)} characters, {MIN_KEY} needed)", fix, repair=repair)
+        return failed(
+            "config.secret_key",
+            f"SECRET_KEY is too short ({len(key)} characters, {MIN_KEY} needed)",
+            fix,
+            repair=repair,
+        )
     if is_placeholder(key, known, example_key):
         return failed("config.secret_key", "SECRET_KEY is a placeholder, not a generated key", fix, repair=repair)
     return passed("config.secret_key", f"SECRET_KEY set ({len(key)} characters)")
@@ -112,9 +137,15 @@ def _flask_env(env: dict[str, str], production: bool) -> Finding:
     debug = env.get("FLASK_DEBUG", "").lower() in TRUE or env.get("DEBUG", "").lower() in TRUE
     make = failed if production else warned
     if flask_env != "production":
-        return make("config.flask_env", f"FLASK_ENV={flask_env} (not production)", "set FLASK_ENV=production in .env, then montero restart app")
+        return make(
+            "config.flask_env",
+            f"FLASK_ENV={flask_env} (not production)",
+            "set FLASK_ENV=production in .env, then montero restart app",
+        )
     if debug:
-        return make("config.flask_env", "debug mode is on (FLASK_DEBUG)", "set FLASK_DEBUG=0 in .env, then montero restart app")
+        return make(
+            "config.flask_env", "debug mode is on (FLASK_DEBUG)", "set FLASK_DEBUG=0 in .env, then montero restart app"
+        )
     return passed("config.flask_env", "FLASK_ENV=production, debug off")
 
 
@@ -124,5 +155,9 @@ def _mail(env: dict[str, str]) -> Finding:
     missing = [n for n in ("MAIL_SERVER", "MAIL_PASSWORD", "MAIL_DEFAULT_SENDER") if n in env and not env[n]]
     missing += [n for n in ("MAIL_PASSWORD", "MAIL_DEFAULT_SENDER") if n not in env]
     if missing:
-        return warned("config.mail", f"MAIL_USERNAME is set but {', '.join(sorted(set(missing)))} not", f"set {' and '.join(sorted(set(missing)))} in .env")
+        return warned(
+            "config.mail",
+            f"MAIL_USERNAME is set but {', '.join(sorted(set(missing)))} not",
+            f"set {' and '.join(sorted(set(missing)))} in .env",
+        )
     return passed("config.mail", "mail settings complete")

@@ -62,7 +62,11 @@ def _redis(ctx: Context) -> Finding:
         return passed("connect.redis", f"{container_name(app)} reaches Redis at {host}:{port}")
     last = ctx.scrub(out.strip().splitlines()[-1] if out.strip() else f"exit code {code}")[:200]
     redis_up = ctx.running("redis") is not None
-    fix = "montero start redis" if not redis_up else "montero restart redis   # and check the network: montero inspect app --network"
+    fix = (
+        "montero start redis"
+        if not redis_up
+        else "montero restart redis   # and check the network: montero inspect app --network"
+    )
     return failed("connect.redis", f"{container_name(app)} cannot reach Redis at {host}:{port}: {last}", fix)
 
 
@@ -93,6 +97,7 @@ def _chown_repair(ctx: Context) -> Repair:
                 for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
                     os.chown(name, APP_UID, APP_UID)
         return "chown -R 1000:1000 data logs"
+
     return Repair("give data/ and logs/ to uid 1000 (the app's user)", apply)
 
 
@@ -110,8 +115,15 @@ def _writable(ctx: Context) -> Finding:
         if result[0] == 0:
             return passed("connect.data_writable", f"{container_name(app)} can write {inner}")
         shown = "; ".join(f"{p} is {_owner(p)}" for p in (blocked or targets))
-        return failed("connect.data_writable", f"{container_name(app)} cannot write {inner} ({shown})", CHOWN, repair=_chown_repair(ctx))
+        return failed(
+            "connect.data_writable",
+            f"{container_name(app)} cannot write {inner} ({shown})",
+            CHOWN,
+            repair=_chown_repair(ctx),
+        )
     if blocked:
         shown = "; ".join(f"{p.name if p != data else 'data/'} is {_owner(p)}" for p in blocked)
-        return failed("connect.data_writable", f"uid 1000 (the app) cannot write: {shown}", CHOWN, repair=_chown_repair(ctx))
+        return failed(
+            "connect.data_writable", f"uid 1000 (the app) cannot write: {shown}", CHOWN, repair=_chown_repair(ctx)
+        )
     return passed("connect.data_writable", f"data/ writable by uid 1000 ({_owner(data)})")

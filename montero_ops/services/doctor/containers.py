@@ -20,14 +20,34 @@ KEYGEN = 'python -c "import secrets; print(secrets.token_hex(32))"'
 # (pattern in the log, fix) — the causes the troubleshooting chapter names, most specific first.
 KNOWN_CAUSES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"SECRET_KEY", re.IGNORECASE), f"set a strong SECRET_KEY in .env ({KEYGEN}), then montero up"),
-    (re.compile(r"/app/(data|logs)\S* is not writable|unable to open database file|attempt to write a readonly database"
-                r"|Permission denied: '/app/(data|logs)", re.IGNORECASE),
-     "sudo chown -R 1000:1000 data logs   # the app runs as uid 1000"),
-    (re.compile(r"database is locked", re.IGNORECASE), "keep SQLite in WAL mode, lower GUNICORN_WORKERS, or move to PostgreSQL (DATABASE_URL)"),
-    (re.compile(r"database disk image is malformed|file is not a database", re.IGNORECASE), "montero restore sqlite --latest"),
-    (re.compile(r"Can't locate revision|alembic.*(error|failed)", re.IGNORECASE), "montero migrate current   # the database revision does not match the code"),
-    (re.compile(r"Address already in use", re.IGNORECASE), "another process holds the port inside the container: check the command/ports"),
-    (re.compile(r"ModuleNotFoundError|ImportError", re.IGNORECASE), "rebuild the image: montero build app && montero up"),
+    (
+        re.compile(
+            r"/app/(data|logs)\S* is not writable|unable to open database file|attempt to write a readonly database"
+            r"|Permission denied: '/app/(data|logs)",
+            re.IGNORECASE,
+        ),
+        "sudo chown -R 1000:1000 data logs   # the app runs as uid 1000",
+    ),
+    (
+        re.compile(r"database is locked", re.IGNORECASE),
+        "keep SQLite in WAL mode, lower GUNICORN_WORKERS, or move to PostgreSQL (DATABASE_URL)",
+    ),
+    (
+        re.compile(r"database disk image is malformed|file is not a database", re.IGNORECASE),
+        "montero restore sqlite --latest",
+    ),
+    (
+        re.compile(r"Can't locate revision|alembic.*(error|failed)", re.IGNORECASE),
+        "montero migrate current   # the database revision does not match the code",
+    ),
+    (
+        re.compile(r"Address already in use", re.IGNORECASE),
+        "another process holds the port inside the container: check the command/ports",
+    ),
+    (
+        re.compile(r"ModuleNotFoundError|ImportError", re.IGNORECASE),
+        "rebuild the image: montero build app && montero up",
+    ),
     (re.compile(r"redis.*(refused|timed out|not reachable)", re.IGNORECASE), "montero start redis"),
 ]
 
@@ -88,13 +108,29 @@ def check_restarts(ctx: Context) -> list[Finding]:
         detail = [f"last {LOG_LINES} log lines of {name}:"] + log.splitlines()[-LOG_LINES:] + health_outputs(worst)
         cause = diagnose(log)
         why = f"; log says: {ctx.scrub(cause[0])}" if cause else ""
-        fix = cause[1] if cause else f"montero logs {service} --tail {LOG_LINES}   # fix the error shown, then montero up"
+        fix = (
+            cause[1] if cause else f"montero logs {service} --tail {LOG_LINES}   # fix the error shown, then montero up"
+        )
         if state.get("OOMKilled"):
             fix = "raise the memory limit (MONTERO_APP_MEMORY in .env), then montero up"
         if state.get("Restarting") or count >= LOOP_COUNT:
-            findings.append(failed(f"restarts.{service}", f"{name} is restarting in a loop ({', '.join(facts)}){why}", fix, detail=detail))
+            findings.append(
+                failed(
+                    f"restarts.{service}",
+                    f"{name} is restarting in a loop ({', '.join(facts)}){why}",
+                    fix,
+                    detail=detail,
+                )
+            )
         else:
-            findings.append(warned(f"restarts.{service}", f"{name} restarted {count} time(s) ({', '.join(facts[1:]) or 'now running'}){why}", fix, detail=detail))
+            findings.append(
+                warned(
+                    f"restarts.{service}",
+                    f"{name} restarted {count} time(s) ({', '.join(facts[1:]) or 'now running'}){why}",
+                    fix,
+                    detail=detail,
+                )
+            )
     return findings
 
 
@@ -104,6 +140,7 @@ def _start_repair(ctx: Context, service: str) -> Repair:
 
         build_client(ctx.project).compose.start([service])
         return f"started {service}"
+
     return Repair(f"start the stopped service {service}", apply, safe=True)
 
 
@@ -127,15 +164,28 @@ def _verdict(ctx: Context, check_id: str, service: str, c: dict[str, Any]) -> Fi
     status = state.get("Status", "?")
     health = (state.get("Health") or {}).get("Status")
     if state.get("Restarting"):
-        return failed(check_id, f"{name} is restarting (see restarts.{service})", f"montero logs {service} --tail {LOG_LINES}")
+        return failed(
+            check_id, f"{name} is restarting (see restarts.{service})", f"montero logs {service} --tail {LOG_LINES}"
+        )
     if not state.get("Running"):
         repair = _start_repair(ctx, service)
-        return failed(check_id, f"{name} is {status} (exit code {state.get('ExitCode')})", f"montero start {service}", repair=repair)
+        return failed(
+            check_id,
+            f"{name} is {status} (exit code {state.get('ExitCode')})",
+            f"montero start {service}",
+            repair=repair,
+        )
     if health == "unhealthy":
         probes = health_outputs(c)
         last = ctx.scrub(probes[-1]) if probes else "no probe output"
-        return failed(check_id, f"{name} is unhealthy: {last}", f"montero logs {service} --tail {LOG_LINES}   # then montero restart {service}",
-                      detail=[ctx.scrub(p) for p in probes])
+        return failed(
+            check_id,
+            f"{name} is unhealthy: {last}",
+            f"montero logs {service} --tail {LOG_LINES}   # then montero restart {service}",
+            detail=[ctx.scrub(p) for p in probes],
+        )
     if health == "starting":
-        return warned(check_id, f"{name} is still starting (health probe not passed yet)", "montero health   # again in a minute")
+        return warned(
+            check_id, f"{name} is still starting (health probe not passed yet)", "montero health   # again in a minute"
+        )
     return passed(check_id, f"{name} is {health or 'running (no healthcheck)'}")

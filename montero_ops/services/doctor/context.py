@@ -53,11 +53,13 @@ class Context:
     @property
     def env_file_values(self) -> dict[str, str]:
         """The .env file's values ({} when the file is absent or unreadable)."""
+
         def load() -> dict[str, str]:
             try:
                 return parse_env_file(self.project.env_file)
             except OSError:
                 return {}
+
         return self._cached("env", load)
 
     def setting(self, name: str, default: str = "") -> str:
@@ -84,10 +86,12 @@ class Context:
 
     def containers(self) -> list[dict[str, Any]]:
         """Inspect documents of the project's containers (running or not)."""
+
         def load() -> list[dict[str, Any]]:
             assert self.engine is not None
             listed = self.engine.project_containers(self.project.name, all=True)
             return [self.engine.inspect(c["Id"]) for c in listed]
+
         return self._cached("containers", load)
 
     def service_containers(self, service: str) -> list[dict[str, Any]]:
@@ -101,6 +105,7 @@ class Context:
 
     def compose_config(self) -> dict[str, Any] | None:
         """`docker compose config` as JSON (static: works with the stack down), or None."""
+
         def load() -> dict[str, Any] | None:
             import json
 
@@ -122,6 +127,7 @@ class Context:
                 return dict(json.loads(out))
             except ValueError:
                 return None
+
         return self._cached("compose_config", load)
 
     def _cached(self, key: str, load: Callable[[], T]) -> T:

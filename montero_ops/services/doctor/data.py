@@ -63,8 +63,11 @@ def migration_graph(versions: Path) -> dict[str, tuple[str, ...]]:
         rev: object = None
         down: tuple[object, ...] = ()
         for node in ast.parse(script.read_text()).body:
-            target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else (
-                node.target if isinstance(node, ast.AnnAssign) else None)
+            target = (
+                node.targets[0]
+                if isinstance(node, ast.Assign) and len(node.targets) == 1
+                else (node.target if isinstance(node, ast.AnnAssign) else None)
+            )
             value = getattr(node, "value", None)
             if not isinstance(target, ast.Name) or value is None:
                 continue
@@ -89,19 +92,31 @@ def heads(graph: dict[str, tuple[str, ...]]) -> list[str]:
 def check_database(ctx: Context) -> list[Finding]:
     path = database_file(ctx)
     if path is None:
-        return [passed("data.integrity", "DATABASE_URL is not a SQLite file under ./data: not checked here"),
-                skipped("data.migrations", "not a local SQLite database")]
+        return [
+            passed("data.integrity", "DATABASE_URL is not a SQLite file under ./data: not checked here"),
+            skipped("data.migrations", "not a local SQLite database"),
+        ]
     if not path.exists():
-        return [warned("data.integrity", f"no database yet at {path} (created by migrations on start)", "montero up"),
-                skipped("data.migrations", "no database yet")]
+        return [
+            warned("data.integrity", f"no database yet at {path} (created by migrations on start)", "montero up"),
+            skipped("data.migrations", "no database yet"),
+        ]
     try:
         result = quick_check(path)
     except sqlite3.DatabaseError as exc:
         result = str(exc)
-    restore = "montero restore sqlite --latest   # after keeping the damaged file: cp " + str(path) + " " + str(path) + ".damaged"
+    restore = (
+        "montero restore sqlite --latest   # after keeping the damaged file: cp "
+        + str(path)
+        + " "
+        + str(path)
+        + ".damaged"
+    )
     if result != "ok":
-        return [failed("data.integrity", f"{path.name} fails PRAGMA quick_check: {result}", restore),
-                skipped("data.migrations", "database unreadable")]
+        return [
+            failed("data.integrity", f"{path.name} fails PRAGMA quick_check: {result}", restore),
+            skipped("data.migrations", "database unreadable"),
+        ]
     findings = [passed("data.integrity", f"{path.name} passes PRAGMA quick_check")]
     findings.append(_migrations(ctx, path))
     return findings
@@ -120,8 +135,11 @@ def _migrations(ctx: Context, db: Path) -> Finding:
     if current in head:
         return passed("data.migrations", f"database at head revision {current}")
     if current not in graph:
-        return failed("data.migrations", f"database revision {current} is unknown to this code (newer code needed, or a foreign database)",
-                      "deploy the code that matches the database, or restore a matching backup: montero restore sqlite --latest")
+        return failed(
+            "data.migrations",
+            f"database revision {current} is unknown to this code (newer code needed, or a foreign database)",
+            "deploy the code that matches the database, or restore a matching backup: montero restore sqlite --latest",
+        )
     return failed("data.migrations", f"database at revision {current}, behind head {', '.join(head)}", upgrade)
 
 
@@ -160,5 +178,9 @@ def check_backups(ctx: Context, check_id: str = "data.backups") -> list[Finding]
     if hours <= BACKUP_WARN_HOURS:
         return [passed(check_id, f"newest backup {backup_id} is {age} old")]
     if hours > BACKUP_FAIL_DAYS * 24 or strict:
-        return [failed(check_id, f"newest backup {backup_id} is {age} old", "montero backup   # and schedule it daily (cron)")]
+        return [
+            failed(
+                check_id, f"newest backup {backup_id} is {age} old", "montero backup   # and schedule it daily (cron)"
+            )
+        ]
     return [warned(check_id, f"newest backup {backup_id} is {age} old", "montero backup")]

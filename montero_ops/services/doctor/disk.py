@@ -39,11 +39,17 @@ def judge(check_id: str, where: str, path: Path, fix: str) -> Finding:
 def reclaimable(df: dict[str, Any]) -> dict[str, int]:
     """Bytes `docker system prune`-style commands would free, by kind."""
     # An unused image frees its own layers only; SharedSize is -1 when the engine did not compute it.
-    images = sum(max(int(i.get("Size", 0)) - max(int(i.get("SharedSize", 0) or 0), 0), 0)
-                 for i in df.get("Images") or [] if int(i.get("Containers", 0)) == 0)
+    images = sum(
+        max(int(i.get("Size", 0)) - max(int(i.get("SharedSize", 0) or 0), 0), 0)
+        for i in df.get("Images") or []
+        if int(i.get("Containers", 0)) == 0
+    )
     containers = sum(int(c.get("SizeRw", 0) or 0) for c in df.get("Containers") or [] if c.get("State") != "running")
-    volumes = sum(int((v.get("UsageData") or {}).get("Size", 0) or 0) for v in df.get("Volumes") or []
-                  if int((v.get("UsageData") or {}).get("RefCount", 1) or 0) == 0)
+    volumes = sum(
+        int((v.get("UsageData") or {}).get("Size", 0) or 0)
+        for v in df.get("Volumes") or []
+        if int((v.get("UsageData") or {}).get("RefCount", 1) or 0) == 0
+    )
     cache = sum(int(b.get("Size", 0) or 0) for b in df.get("BuildCache") or [] if not b.get("InUse"))
     return {"images": images, "containers": containers, "volumes": volumes, "build cache": cache}
 
@@ -53,6 +59,7 @@ def _prune_cache_repair(ctx: Context) -> Repair:
         code, out, err = run_cmd(["docker", "builder", "prune", "-f"], 120)
         last = (out.strip().splitlines() or ["done"])[-1]
         return f"docker builder prune -f: {last}" if code == 0 else f"docker builder prune failed: {err.strip()[:200]}"
+
     return Repair("remove dangling build cache (docker builder prune -f)", apply, safe=True)
 
 

@@ -78,10 +78,16 @@ def check_compose(ctx: Context) -> list[Finding]:
     try:
         code, out, _ = run_cmd(["docker", "compose", "version", "--short"], ctx.timeout)
     except subprocess.TimeoutExpired:
-        return [warned("compose.plugin", f"`docker compose version` did not answer within {ctx.timeout:.0f}s", COMPOSE_HINT)]
+        return [
+            warned("compose.plugin", f"`docker compose version` did not answer within {ctx.timeout:.0f}s", COMPOSE_HINT)
+        ]
     version = parse_version(out)
     if code != 0 or version is None:
-        extra = " (a standalone docker-compose v1 is installed; montero needs the v2 plugin)" if shutil.which("docker-compose") else ""
+        extra = (
+            " (a standalone docker-compose v1 is installed; montero needs the v2 plugin)"
+            if shutil.which("docker-compose")
+            else ""
+        )
         return [failed("compose.plugin", f"the Docker Compose v2 plugin is missing{extra}", COMPOSE_HINT)]
     if version[:2] < MIN_COMPOSE:
         return [failed("compose.plugin", f"Docker Compose {out.strip()} is older than 2.0", COMPOSE_HINT)]

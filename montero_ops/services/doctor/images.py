@@ -61,8 +61,20 @@ def check_images(ctx: Context) -> list[Finding]:
         changed = datetime.fromtimestamp(newest[1], UTC).strftime("%Y-%m-%d %H:%M UTC")
         # In production a stale image means the deployed code is not the code in the repository.
         make = failed if ctx.production else warned
-        return [make("images.app", f"the app image {name} (built {when}) is older than its sources: {rel} changed {changed}", REBUILD)]
+        return [
+            make(
+                "images.app",
+                f"the app image {name} (built {when}) is older than its sources: {rel} changed {changed}",
+                REBUILD,
+            )
+        ]
     stale = [c for c in ctx.service_containers("app") if c.get("Image") and c.get("Image") != image.get("Id")]
     if stale:
-        return [warned("images.app", f"{len(stale)} app container(s) run an older build than {name}", "montero up   # recreates them on the new image")]
+        return [
+            warned(
+                "images.app",
+                f"{len(stale)} app container(s) run an older build than {name}",
+                "montero up   # recreates them on the new image",
+            )
+        ]
     return [passed("images.app", f"the app image {name} (built {when}) is newer than its sources")]

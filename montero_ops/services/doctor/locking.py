@@ -18,8 +18,10 @@ from montero_ops.services.doctor.finding import Finding, failed, passed, warned
 LOCKED = "database is locked"
 LOG_TAIL_LINES = 500
 FILE_TAIL_BYTES = 256 * 1024
-ADVICE = ("keep SQLite in WAL mode (sqlite3 data/mi_sistema.db 'PRAGMA journal_mode=WAL' with the app stopped), "
-          "lower GUNICORN_WORKERS in .env, or move to PostgreSQL (DATABASE_URL=postgresql+psycopg://…)")
+ADVICE = (
+    "keep SQLite in WAL mode (sqlite3 data/mi_sistema.db 'PRAGMA journal_mode=WAL' with the app stopped), "
+    "lower GUNICORN_WORKERS in .env, or move to PostgreSQL (DATABASE_URL=postgresql+psycopg://…)"
+)
 
 
 def workers(ctx: Context) -> int:
@@ -48,11 +50,23 @@ def _journal(ctx: Context) -> Finding:
         return passed("sqlite.locking", f"no database yet; {n} worker(s), busy timeout {busy_ms} ms")
     wal = is_wal(path)
     if n > 1 and not wal:
-        return failed("sqlite.locking", f"{path.name} is not in WAL mode while gunicorn runs {n} workers: writers will block each other", ADVICE)
+        return failed(
+            "sqlite.locking",
+            f"{path.name} is not in WAL mode while gunicorn runs {n} workers: writers will block each other",
+            ADVICE,
+        )
     if n > 1 and busy_ms <= 0:
-        return failed("sqlite.locking", f"no SQLite busy timeout (SQLITE_BUSY_TIMEOUT_MS={busy}) with {n} workers", "set SQLITE_BUSY_TIMEOUT_MS=15000 in .env (or remove it for the default)")
+        return failed(
+            "sqlite.locking",
+            f"no SQLite busy timeout (SQLITE_BUSY_TIMEOUT_MS={busy}) with {n} workers",
+            "set SQLITE_BUSY_TIMEOUT_MS=15000 in .env (or remove it for the default)",
+        )
     if n > 1 and busy_ms < 1000:
-        return warned("sqlite.locking", f"SQLite busy timeout only {busy_ms} ms with {n} workers", "set SQLITE_BUSY_TIMEOUT_MS=15000 in .env")
+        return warned(
+            "sqlite.locking",
+            f"SQLite busy timeout only {busy_ms} ms with {n} workers",
+            "set SQLITE_BUSY_TIMEOUT_MS=15000 in .env",
+        )
     mode = "WAL" if wal else "rollback journal"
     return passed("sqlite.locking", f"{mode}, busy timeout {busy_ms} ms, {n} worker(s)")
 
@@ -88,6 +102,10 @@ def _locked_in_logs(ctx: Context) -> Finding:
     where = ", ".join(sources) or "no app logs"
     if hits:
         sample = ctx.scrub(hits[-1].strip())[:200]
-        return failed("sqlite.locked_logs", f'{len(hits)} "database is locked" error(s) in recent logs ({where}); last: {sample}', ADVICE,
-                      detail=[ctx.scrub(h)[:300] for h in hits[-5:]])
+        return failed(
+            "sqlite.locked_logs",
+            f'{len(hits)} "database is locked" error(s) in recent logs ({where}); last: {sample}',
+            ADVICE,
+            detail=[ctx.scrub(h)[:300] for h in hits[-5:]],
+        )
     return passed("sqlite.locked_logs", f'no "database is locked" in recent logs ({where})')

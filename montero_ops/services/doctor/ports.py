@@ -146,7 +146,9 @@ def check_ports(ctx: Context, proc: Path = PROC) -> list[Finding]:
         try:
             ports = parse_ports(spec)
         except ValueError:
-            findings.append(failed(check_id, f"{var}={spec!r} is not a port or a range", f"set {var} to e.g. 5000-5009 in .env"))
+            findings.append(
+                failed(check_id, f"{var}={spec!r} is not a port or a range", f"set {var} to e.g. 5000-5009 in .env")
+            )
             continue
         holders = find_holders(ports, containers, proc)
         foreign = {p: h for p, h in holders.items() if h.project != ctx.project.name}
@@ -154,19 +156,28 @@ def check_ports(ctx: Context, proc: Path = PROC) -> list[Finding]:
         first = ports[0]
         if first in foreign:
             h = foreign[first]
-            fix = f"docker stop {h.container}" if h.container else (f"kill {h.pid}" if h.pid else f"ss -ltnp 'sport = :{first}'")
+            fix = (
+                f"docker stop {h.container}"
+                if h.container
+                else (f"kill {h.pid}" if h.pid else f"ss -ltnp 'sport = :{first}'")
+            )
             alternative = f"{first + 100}-{first + 109}" if len(ports) > 1 else str(first + 8000)
-            findings.append(failed(
-                check_id,
-                f"port {first} ({var}) is taken by {h.describe()}",
-                f"{fix}   # or move the stack: set {var}={alternative} in .env",
-            ))
+            findings.append(
+                failed(
+                    check_id,
+                    f"port {first} ({var}) is taken by {h.describe()}",
+                    f"{fix}   # or move the stack: set {var}={alternative} in .env",
+                )
+            )
         elif foreign:
             taken = ", ".join(f"{p} by {h.describe()}" for p, h in sorted(foreign.items()))
-            findings.append(warned(
-                check_id, f"ports of {var}={shown} in use: {taken}; scaling the app that far will fail",
-                f"free them or set {var} to a free range in .env",
-            ))
+            findings.append(
+                warned(
+                    check_id,
+                    f"ports of {var}={shown} in use: {taken}; scaling the app that far will fail",
+                    f"free them or set {var} to a free range in .env",
+                )
+            )
         else:
             ours = sorted(holders)
             plural = "s" if len(ports) > 1 else ""
@@ -175,5 +186,7 @@ def check_ports(ctx: Context, proc: Path = PROC) -> list[Finding]:
             elif len(ports) == 1:
                 findings.append(passed(check_id, f"port {shown} used by this stack"))
             else:
-                findings.append(passed(check_id, f"ports {shown}: {', '.join(map(str, ours))} used by this stack, the rest free"))
+                findings.append(
+                    passed(check_id, f"ports {shown}: {', '.join(map(str, ours))} used by this stack, the rest free")
+                )
     return findings

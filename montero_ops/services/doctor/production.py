@@ -28,8 +28,15 @@ def _services(ctx: Context) -> dict[str, Any] | None:
 def check_production(ctx: Context) -> list[Finding]:
     if not ctx.production:
         return []
-    return [_https(ctx), _ratelimit(ctx), *check_backups(ctx, "prod.backups"), _logging(ctx), _limits(ctx),
-            _nonroot(ctx), _secrets(ctx)]
+    return [
+        _https(ctx),
+        _ratelimit(ctx),
+        *check_backups(ctx, "prod.backups"),
+        _logging(ctx),
+        _limits(ctx),
+        _nonroot(ctx),
+        _secrets(ctx),
+    ]
 
 
 def _https(ctx: Context) -> Finding:
@@ -38,30 +45,46 @@ def _https(ctx: Context) -> Finding:
     folder = certs_dir(ctx.project)
     missing = [n for n in (CERT_NAME, KEY_NAME) if not (folder / n).exists()]
     if missing:
-        return failed("prod.https", f"no TLS certificate in {folder} ({', '.join(missing)} missing)",
-                      "montero tls issue --domain example.com --email you@example.com   # or montero tls self-signed")
+        return failed(
+            "prod.https",
+            f"no TLS certificate in {folder} ({', '.join(missing)} missing)",
+            "montero tls issue --domain example.com --email you@example.com   # or montero tls self-signed",
+        )
     nginx = ctx.running("nginx") if ctx.docker_up else None
     if nginx is None or ctx.engine is None:
-        return warned("prod.https", "certificates present, but nginx is not running to serve them", "montero up --profile production")
+        return warned(
+            "prod.https",
+            "certificates present, but nginx is not running to serve them",
+            "montero up --profile production",
+        )
     from montero_ops.services.doctor.connectivity import probe
 
     code, out = probe(ctx, nginx, ["cat", "/proc/net/tcp", "/proc/net/tcp6"]) or (-1, "")
-    listening = code == 0 and any(HTTPS_PORT_HEX in line.split()[1] and line.split()[3] == "0A"
-                                  for line in out.splitlines()[1:] if len(line.split()) > 3 and ":" in line.split()[1])
+    listening = code == 0 and any(
+        HTTPS_PORT_HEX in line.split()[1] and line.split()[3] == "0A"
+        for line in out.splitlines()[1:]
+        if len(line.split()) > 3 and ":" in line.split()[1]
+    )
     if not listening:
-        return failed("prod.https", f"{container_name(nginx)} is not listening on 443 although certificates exist",
-                      "montero restart nginx   # nginx enables HTTPS only when the certificate pair exists at start")
+        return failed(
+            "prod.https",
+            f"{container_name(nginx)} is not listening on 443 although certificates exist",
+            "montero restart nginx   # nginx enables HTTPS only when the certificate pair exists at start",
+        )
     return passed("prod.https", f"certificates present and {container_name(nginx)} listens on 443")
 
 
 def _ratelimit(ctx: Context) -> Finding:
     services = _services(ctx) or {}
-    env = ((services.get("app") or {}).get("environment") or {})
+    env = (services.get("app") or {}).get("environment") or {}
     url = str(env.get("RATELIMIT_STORAGE_URL") or ctx.setting("RATELIMIT_STORAGE_URL", ""))
     if url.startswith(("redis://", "rediss://")):
         return passed("prod.ratelimit", f"rate limits shared through Redis ({redact.redact_url(url)})")
-    return failed("prod.ratelimit", f"rate limits kept in memory per worker (RATELIMIT_STORAGE_URL={url or 'unset'})",
-                  "set RATELIMIT_STORAGE_URL=redis://redis:6379/0 in .env, then montero up")
+    return failed(
+        "prod.ratelimit",
+        f"rate limits kept in memory per worker (RATELIMIT_STORAGE_URL={url or 'unset'})",
+        "set RATELIMIT_STORAGE_URL=redis://redis:6379/0 in .env, then montero up",
+    )
 
 
 def _logging(ctx: Context) -> Finding:
@@ -77,8 +100,12 @@ def _logging(ctx: Context) -> Finding:
         if not (logging.get("options") or {}).get("max-size"):
             bad.append(name)
     if bad:
-        return failed("prod.logging", f"no log rotation for: {', '.join(bad)} (json-file without max-size grows forever)",
-                      'add `logging: {driver: json-file, options: {max-size: "10m", max-file: "3"}}` to those services in docker/compose.yml')
+        return failed(
+            "prod.logging",
+            f"no log rotation for: {', '.join(bad)} (json-file without max-size grows forever)",
+            'add `logging: {driver: json-file, options: {max-size: "10m", max-file: "3"}}`'
+            " to those services in docker/compose.yml",
+        )
     return passed("prod.logging", f"log rotation set on every service ({', '.join(services)})")
 
 
@@ -86,11 +113,18 @@ def _limits(ctx: Context) -> Finding:
     services = _services(ctx)
     if services is None:
         return skipped("prod.limits", "`docker compose config` unavailable")
-    bad = [name for name, svc in services.items()
-           if not (((svc.get("deploy") or {}).get("resources") or {}).get("limits") or {}).get("memory") and not svc.get("mem_limit")]
+    bad = [
+        name
+        for name, svc in services.items()
+        if not (((svc.get("deploy") or {}).get("resources") or {}).get("limits") or {}).get("memory")
+        and not svc.get("mem_limit")
+    ]
     if bad:
-        return failed("prod.limits", f"no memory limit for: {', '.join(bad)}",
-                      "add deploy.resources.limits (cpus, memory) to those services in docker/compose.yml")
+        return failed(
+            "prod.limits",
+            f"no memory limit for: {', '.join(bad)}",
+            "add deploy.resources.limits (cpus, memory) to those services in docker/compose.yml",
+        )
     return passed("prod.limits", "CPU/memory limits set on every service")
 
 
@@ -104,11 +138,17 @@ def _nonroot(ctx: Context) -> Finding:
     app_root = [container_name(c) for c in root if _service(c) == "app"]
     others = [container_name(c) for c in root if _service(c) != "app"]
     if app_root:
-        return failed("prod.nonroot", f"the app runs as root in {', '.join(app_root)}",
-                      "rebuild with the Dockerfile's USER appuser (uid 1000): montero up --build")
+        return failed(
+            "prod.nonroot",
+            f"the app runs as root in {', '.join(app_root)}",
+            "rebuild with the Dockerfile's USER appuser (uid 1000): montero up --build",
+        )
     if others:
-        return warned("prod.nonroot", f"running as root: {', '.join(others)} (the app itself is non-root)",
-                      "set `user:` for those services in docker/compose.yml where their image supports it")
+        return warned(
+            "prod.nonroot",
+            f"running as root: {', '.join(others)} (the app itself is non-root)",
+            "set `user:` for those services in docker/compose.yml where their image supports it",
+        )
     return passed("prod.nonroot", "every container runs as a non-root user")
 
 
@@ -120,9 +160,15 @@ def _secrets(ctx: Context) -> Finding:
     env = ctx.env_file_values
     example = parse_env_file(ctx.project.env_example) if ctx.project.env_example.is_file() else {}
     known = known_placeholders(ctx.project)
-    bad = sorted(name for name, value in env.items()
-                 if redact.is_secret(name) and value and (value == example.get(name) or value.lower() in known))
+    bad = sorted(
+        name
+        for name, value in env.items()
+        if redact.is_secret(name) and value and (value == example.get(name) or value.lower() in known)
+    )
     if bad:
-        return failed("prod.secrets", f"default or placeholder values for: {', '.join(bad)}",
-                      "set real values in .env (SECRET_KEY: python -c \"import secrets; print(secrets.token_hex(32))\")")
+        return failed(
+            "prod.secrets",
+            f"default or placeholder values for: {', '.join(bad)}",
+            'set real values in .env (SECRET_KEY: python -c "import secrets; print(secrets.token_hex(32))")',
+        )
     return passed("prod.secrets", "no default secrets in .env")

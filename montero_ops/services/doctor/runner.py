@@ -64,8 +64,9 @@ def production_project(project: Project) -> Project:
     return project.with_profiles("production")
 
 
-def run_doctor(project: Project, production: bool = False, timeout: float = DEFAULT_TIMEOUT,
-               checks: list[Check] | None = None) -> Report:
+def run_doctor(
+    project: Project, production: bool = False, timeout: float = DEFAULT_TIMEOUT, checks: list[Check] | None = None
+) -> Report:
     if production:
         project = production_project(project)
     ctx = Context(project, production=production, timeout=timeout)
@@ -95,8 +96,9 @@ def run_doctor(project: Project, production: bool = False, timeout: float = DEFA
     return Report(findings)
 
 
-def _bounded(future: Future[list[Finding]] | Future[Finding], check_id: str, budget: float,
-             docker: bool) -> Finding | list[Finding]:
+def _bounded(
+    future: Future[list[Finding]] | Future[Finding], check_id: str, budget: float, docker: bool
+) -> Finding | list[Finding]:
     try:
         return future.result(timeout=budget)
     except FutureTimeout:

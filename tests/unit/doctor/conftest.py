@@ -11,8 +11,16 @@ from doctor_helpers import EXAMPLE, REV_A, REV_B, DoctorEngine
 @pytest.fixture
 def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_bin: Path) -> Path:
     """A project folder as `montero` finds it, with .env.example and two migrations."""
-    for name in ("MONTERO_APP_PORTS", "MONTERO_HTTP_PORT", "MONTERO_HTTPS_PORT", "GUNICORN_WORKERS",
-                 "SQLITE_BUSY_TIMEOUT_MS", "MONTERO_BACKUP_DIR", "MONTERO_CERTS_DIR", "MONTERO_APP_IMAGE"):
+    for name in (
+        "MONTERO_APP_PORTS",
+        "MONTERO_HTTP_PORT",
+        "MONTERO_HTTPS_PORT",
+        "GUNICORN_WORKERS",
+        "SQLITE_BUSY_TIMEOUT_MS",
+        "MONTERO_BACKUP_DIR",
+        "MONTERO_CERTS_DIR",
+        "MONTERO_APP_IMAGE",
+    ):
         monkeypatch.delenv(name, raising=False)
     r = tmp_path / "shop"
     (r / "docker").mkdir(parents=True)

@@ -35,21 +35,48 @@ class DoctorEngine:
         self.root_dir = "/"
         self.df: dict[str, Any] = {"Images": [], "Containers": [], "Volumes": [], "BuildCache": []}
 
-    def add(self, service: str, *, running: bool = True, health: str | None = "healthy", restarts: int = 0,
-            restarting: bool = False, exit_code: int = 0, env: list[str] | None = None, user: str = "1000",
-            probes: list[dict[str, Any]] | None = None, logs: str = "", project: str | None = None,
-            oom: bool = False, image: str = "sha256:app") -> dict[str, Any]:
+    def add(
+        self,
+        service: str,
+        *,
+        running: bool = True,
+        health: str | None = "healthy",
+        restarts: int = 0,
+        restarting: bool = False,
+        exit_code: int = 0,
+        env: list[str] | None = None,
+        user: str = "1000",
+        probes: list[dict[str, Any]] | None = None,
+        logs: str = "",
+        project: str | None = None,
+        oom: bool = False,
+        image: str = "sha256:app",
+    ) -> dict[str, Any]:
         n = sum(1 for c in self.items if c["Config"]["Labels"]["com.docker.compose.service"] == service) + 1
         cid = f"{service}{n}".ljust(64, "0")
-        state: dict[str, Any] = {"Status": "running" if running else "exited", "Running": running,
-                                 "Restarting": restarting, "ExitCode": exit_code, "OOMKilled": oom}
+        state: dict[str, Any] = {
+            "Status": "running" if running else "exited",
+            "Running": running,
+            "Restarting": restarting,
+            "ExitCode": exit_code,
+            "OOMKilled": oom,
+        }
         if health:
             state["Health"] = {"Status": health, "Log": probes or []}
         doc = {
-            "Id": cid, "Name": f"/{project or self.project}-{service}-{n}", "State": state, "RestartCount": restarts,
+            "Id": cid,
+            "Name": f"/{project or self.project}-{service}-{n}",
+            "State": state,
+            "RestartCount": restarts,
             "Image": image,
-            "Config": {"Env": env or [], "User": user, "Labels": {
-                "com.docker.compose.project": project or self.project, "com.docker.compose.service": service}},
+            "Config": {
+                "Env": env or [],
+                "User": user,
+                "Labels": {
+                    "com.docker.compose.project": project or self.project,
+                    "com.docker.compose.service": service,
+                },
+            },
         }
         self.items.append(doc)
         self.logs[cid] = logs
@@ -121,8 +148,9 @@ def project_of(root: Path) -> Project:
     return find_project(root)
 
 
-def make_ctx(root: Path, engine: DoctorEngine | None = None, compose: dict[str, Any] | None = None,
-             production: bool = False) -> Context:
+def make_ctx(
+    root: Path, engine: DoctorEngine | None = None, compose: dict[str, Any] | None = None, production: bool = False
+) -> Context:
     ctx = Context(project_of(root), production=production, timeout=2.0, engine=engine)  # type: ignore[arg-type]
     ctx._cache["compose_config"] = compose  # the `docker compose config` answer (None = unavailable)
     return ctx

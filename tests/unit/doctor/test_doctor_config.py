@@ -23,8 +23,13 @@ def test_good_env_passes_everything(root: Path) -> None:
     write_env(root, GOOD)
     found = _by_id(root)
     assert {k: f.status.value for k, f in found.items()} == {
-        "config.env_file": "pass", "config.env_mode": "pass", "config.required": "pass",
-        "config.secret_key": "pass", "config.flask_env": "pass", "config.mail": "pass"}
+        "config.env_file": "pass",
+        "config.env_mode": "pass",
+        "config.required": "pass",
+        "config.secret_key": "pass",
+        "config.flask_env": "pass",
+        "config.mail": "pass",
+    }
 
 
 def test_missing_env_fails_and_repair_creates_it(root: Path) -> None:
@@ -51,17 +56,20 @@ def test_world_readable_env_warns_and_repair_chmods(root: Path) -> None:
     assert stat.S_IMODE(env.stat().st_mode) == 0o600
 
 
-@pytest.mark.parametrize(("key", "text"), [
-    ("k3y9z", "too short (5 characters"),
-    ("change-me", "too short"),
-    ("change-me-change-me-change-me-change-me", "placeholder"),
-    ("", "empty"),
-])
+@pytest.mark.parametrize(
+    ("key", "text"),
+    [
+        ("k3y9z", "too short (5 characters"),
+        ("change-me", "too short"),
+        ("change-me-change-me-change-me-change-me", "placeholder"),
+        ("", "empty"),
+    ],
+)
 def test_weak_secret_key_fails(root: Path, key: str, text: str) -> None:
     write_env(root, GOOD.replace(STRONG_KEY, key))
     finding = _by_id(root)["config.secret_key"]
     assert finding.status.value == "fail" and text in finding.message
-    assert 'secrets.token_hex(32)' in finding.fix
+    assert "secrets.token_hex(32)" in finding.fix
     assert finding.repair is not None and not finding.repair.safe  # a new key signs everyone out: ask first
     if key:
         assert key not in finding.message
@@ -89,11 +97,14 @@ def test_variable_set_twice_warns(root: Path) -> None:
     assert finding.status.value == "warn" and "SECRET_KEY" in finding.message and "last wins" in finding.message
 
 
-@pytest.mark.parametrize(("extra", "production", "status"), [
-    ("FLASK_ENV=development\n", False, "warn"),
-    ("FLASK_ENV=development\n", True, "fail"),
-    ("FLASK_DEBUG=1\n", False, "warn"),
-])
+@pytest.mark.parametrize(
+    ("extra", "production", "status"),
+    [
+        ("FLASK_ENV=development\n", False, "warn"),
+        ("FLASK_ENV=development\n", True, "fail"),
+        ("FLASK_DEBUG=1\n", False, "warn"),
+    ],
+)
 def test_flask_env(root: Path, extra: str, production: bool, status: str) -> None:
     write_env(root, GOOD + extra)
     assert _by_id(root, production)["config.flask_env"].status.value == status
@@ -107,5 +118,8 @@ def test_mail_incomplete_warns(root: Path) -> None:
 
 
 def test_mail_complete_passes(root: Path) -> None:
-    write_env(root, GOOD + "MAIL_USERNAME=ops@example.com\nMAIL_PASSWORD=s3cret-app-pass\nMAIL_DEFAULT_SENDER=ops@example.com\n")
+    write_env(
+        root,
+        GOOD + "MAIL_USERNAME=ops@example.com\nMAIL_PASSWORD=s3cret-app-pass\nMAIL_DEFAULT_SENDER=ops@example.com\n",
+    )
     assert _by_id(root)["config.mail"].status.value == "pass"

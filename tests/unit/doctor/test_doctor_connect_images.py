@@ -41,7 +41,9 @@ def test_redis_reachable_passes(app_owned: Path, engine: DoctorEngine) -> None:
 def test_redis_unreachable_fails_and_says_start_it(app_owned: Path, engine: DoctorEngine) -> None:
     engine.add("app", env=REDIS_ENV)
     engine.add("redis", running=False, exit_code=0)
-    engine.on_exec(lambda cmd: cmd[0] == "python", 1, "Traceback ...\nsocket.gaierror: [Errno -2] Name or service not known\n")
+    engine.on_exec(
+        lambda cmd: cmd[0] == "python", 1, "Traceback ...\nsocket.gaierror: [Errno -2] Name or service not known\n"
+    )
     finding = _by_id(check_connectivity(make_ctx(app_owned, engine)))["connect.redis"]
     assert finding.status.value == "fail"
     assert "cannot reach Redis at redis:6379" in finding.message and "Name or service not known" in finding.message
@@ -105,7 +107,9 @@ def test_container_gone_mid_probe_falls_back_to_the_host_view(root: Path, engine
     from montero_ops.errors import DockerUnavailable
 
     engine.add("app", env=REDIS_ENV)
-    engine.exec_error = DockerUnavailable("Docker Engine API error 409: Container abc is restarting, wait until the container is running")
+    engine.exec_error = DockerUnavailable(
+        "Docker Engine API error 409: Container abc is restarting, wait until the container is running"
+    )
     os.chown(root / "data", 0, 0)
     (root / "data").chmod(0o755)
     found = _by_id(check_connectivity(make_ctx(root, engine)))
@@ -120,6 +124,7 @@ def test_missing_data_folder_warns(root: Path) -> None:
 
 
 # -- images --------------------------------------------------------------------------------------
+
 
 def _stamp(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.123456789Z")

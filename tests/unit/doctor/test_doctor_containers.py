@@ -37,8 +37,16 @@ def test_a_few_restarts_warn(root: Path, engine: DoctorEngine) -> None:
 
 
 def test_crash_loop_fails_with_cause_logs_and_probes(root: Path, engine: DoctorEngine) -> None:
-    engine.add("app", running=False, restarting=True, restarts=7, exit_code=1, health="unhealthy", logs=CRASH_LOG,
-               probes=[{"ExitCode": 1, "Output": "connection refused"}])
+    engine.add(
+        "app",
+        running=False,
+        restarting=True,
+        restarts=7,
+        exit_code=1,
+        health="unhealthy",
+        logs=CRASH_LOG,
+        probes=[{"ExitCode": 1, "Output": "connection refused"}],
+    )
     engine.add("redis")
     finding = _by_id(check_restarts(make_ctx(root, engine)))["restarts.app"]
     assert finding.status.value == "fail"
@@ -52,7 +60,9 @@ def test_crash_loop_fails_with_cause_logs_and_probes(root: Path, engine: DoctorE
 
 def test_restart_logs_are_scrubbed(root: Path, engine: DoctorEngine) -> None:
     write_env(root, f"SECRET_KEY={STRONG_KEY}\nMAIL_PASSWORD=hunter2-mail\n")
-    engine.add("app", restarts=5, restarting=True, logs=f"boot with key {STRONG_KEY}\nMAIL_PASSWORD=hunter2-mail\ncrash")
+    engine.add(
+        "app", restarts=5, restarting=True, logs=f"boot with key {STRONG_KEY}\nMAIL_PASSWORD=hunter2-mail\ncrash"
+    )
     engine.add("redis")
     finding = _by_id(check_restarts(make_ctx(root, engine)))["restarts.app"]
     text = "\n".join(finding.detail) + finding.message
@@ -72,9 +82,15 @@ def test_services_come_from_compose_config(root: Path, engine: DoctorEngine) -> 
     assert [f.id for f in check_health(ctx)] == ["health.app", "health.redis", "health.nginx"]
 
 
-@pytest.mark.parametrize(("health", "status"), [("healthy", "pass"), (None, "pass"), ("starting", "warn"), ("unhealthy", "fail")])
+@pytest.mark.parametrize(
+    ("health", "status"), [("healthy", "pass"), (None, "pass"), ("starting", "warn"), ("unhealthy", "fail")]
+)
 def test_health_states(root: Path, engine: DoctorEngine, health: str | None, status: str) -> None:
-    engine.add("app", health=health, probes=[{"ExitCode": 1, "Output": "urllib.error.URLError: <urlopen error [Errno 111] Connection refused>"}])
+    engine.add(
+        "app",
+        health=health,
+        probes=[{"ExitCode": 1, "Output": "urllib.error.URLError: <urlopen error [Errno 111] Connection refused>"}],
+    )
     engine.add("redis")
     finding = _by_id(check_health(make_ctx(root, engine)))["health.app"]
     assert finding.status.value == status
@@ -101,12 +117,15 @@ def test_worst_replica_wins(root: Path, engine: DoctorEngine) -> None:
     assert finding.status.value == "fail" and "shop-app-2" in finding.message
 
 
-@pytest.mark.parametrize(("line", "fix"), [
-    ("montero-entrypoint: ERROR: /app/data is not writable by uid 1000.", "sudo chown -R 1000:1000 data logs"),
-    ("sqlite3.OperationalError: unable to open database file", "sudo chown -R 1000:1000 data logs"),
-    ("sqlite3.DatabaseError: database disk image is malformed", "montero restore sqlite --latest"),
-    ("ModuleNotFoundError: No module named 'flask_limiter'", "rebuild the image"),
-])
+@pytest.mark.parametrize(
+    ("line", "fix"),
+    [
+        ("montero-entrypoint: ERROR: /app/data is not writable by uid 1000.", "sudo chown -R 1000:1000 data logs"),
+        ("sqlite3.OperationalError: unable to open database file", "sudo chown -R 1000:1000 data logs"),
+        ("sqlite3.DatabaseError: database disk image is malformed", "montero restore sqlite --latest"),
+        ("ModuleNotFoundError: No module named 'flask_limiter'", "rebuild the image"),
+    ],
+)
 def test_known_causes_in_crash_logs(root: Path, engine: DoctorEngine, line: str, fix: str) -> None:
     engine.add("app", restarts=4, restarting=True, logs=f"starting\n{line}\n")
     engine.add("redis")

@@ -88,8 +88,10 @@ def test_daemon_permission_denied(root: Path, monkeypatch: pytest.MonkeyPatch) -
     from montero_ops.errors import DockerUnavailable
 
     def denied(self: object) -> None:  # root ignores socket modes, so the engine's own error is raised
-        raise DockerUnavailable("permission denied on the Docker socket /var/run/docker.sock",
-                                hint="add your user to the docker group (`sudo usermod -aG docker $USER`, then log in again)")
+        raise DockerUnavailable(
+            "permission denied on the Docker socket /var/run/docker.sock",
+            hint="add your user to the docker group (`sudo usermod -aG docker $USER`, then log in again)",
+        )
 
     monkeypatch.setattr("montero_ops.engine.Engine.ping", denied)
     finding = connect(make_ctx(root))
@@ -110,7 +112,9 @@ def _client(version: str) -> object:
     ("server", "client", "status"),
     [("20.10.24+dfsg1", "28.2.2", "pass"), ("20.10.24", "19.03.8", "warn"), ("19.03.13", "20.10.0", "fail")],
 )
-def test_versions(root: Path, engine: DoctorEngine, monkeypatch: pytest.MonkeyPatch, server: str, client: str, status: str) -> None:
+def test_versions(
+    root: Path, engine: DoctorEngine, monkeypatch: pytest.MonkeyPatch, server: str, client: str, status: str
+) -> None:
     engine.server_version = server
     monkeypatch.setattr(docker_checks, "run_cmd", _client(client))
     [finding] = check_versions(make_ctx(root, engine))
@@ -128,7 +132,9 @@ def test_compose_plugin_present(root: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_compose_plugin_missing(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(docker_checks, "run_cmd", lambda cmd, timeout: (1, "", "docker: 'compose' is not a docker command."))
+    monkeypatch.setattr(
+        docker_checks, "run_cmd", lambda cmd, timeout: (1, "", "docker: 'compose' is not a docker command.")
+    )
     [finding] = check_compose(make_ctx(root))
     assert finding.status.value == "fail"
     assert "cli-plugins" in finding.fix

@@ -17,7 +17,8 @@ DOC = Path(__file__).resolve().parents[3] / "docs" / "doctor.md"
 
 def _documented() -> set[str]:
     return set(re.findall(r"^\| `([a-z_.<>]+)`", DOC.read_text(), flags=re.MULTILINE)) | set(
-        re.findall(r"`([a-z]+\.[a-z_]+)`, `([a-z]+\.[a-z_]+)`", DOC.read_text())[0])
+        re.findall(r"`([a-z]+\.[a-z_]+)`, `([a-z]+\.[a-z_]+)`", DOC.read_text())[0]
+    )
 
 
 @pytest.mark.parametrize("production", [False, True])

@@ -42,7 +42,9 @@ def test_port_free(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert finding.status.value == "pass"
 
 
-def test_port_taken_by_process_names_pid_and_program(root: Path, held_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_port_taken_by_process_names_pid_and_program(
+    root: Path, held_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MONTERO_APP_PORTS", f"{held_port}-{held_port + 5}")
     [finding] = check_ports(make_ctx(root))
     assert finding.status.value == "fail"
@@ -59,11 +61,18 @@ def test_port_later_in_range_taken_warns(root: Path, held_port: int, monkeypatch
     assert "scaling" in finding.message
 
 
-def test_port_taken_by_another_projects_container(root: Path, engine: DoctorEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_port_taken_by_another_projects_container(
+    root: Path, engine: DoctorEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     port = _free_port()
     monkeypatch.setenv("MONTERO_APP_PORTS", str(port))
-    engine.published = [{"Names": ["/other-web-1"], "Labels": {"com.docker.compose.project": "other"},
-                         "Ports": [{"PrivatePort": 80, "PublicPort": port, "Type": "tcp"}]}]
+    engine.published = [
+        {
+            "Names": ["/other-web-1"],
+            "Labels": {"com.docker.compose.project": "other"},
+            "Ports": [{"PrivatePort": 80, "PublicPort": port, "Type": "tcp"}],
+        }
+    ]
     [finding] = check_ports(make_ctx(root, engine))
     assert finding.status.value == "fail"
     assert "container other-web-1 of project other" in finding.message
@@ -73,8 +82,13 @@ def test_port_taken_by_another_projects_container(root: Path, engine: DoctorEngi
 def test_port_used_by_our_own_stack_passes(root: Path, engine: DoctorEngine, monkeypatch: pytest.MonkeyPatch) -> None:
     port = _free_port()
     monkeypatch.setenv("MONTERO_APP_PORTS", str(port))
-    engine.published = [{"Names": ["/shop-app-1"], "Labels": {"com.docker.compose.project": "shop"},
-                         "Ports": [{"PrivatePort": 5000, "PublicPort": port, "Type": "tcp"}]}]
+    engine.published = [
+        {
+            "Names": ["/shop-app-1"],
+            "Labels": {"com.docker.compose.project": "shop"},
+            "Ports": [{"PrivatePort": 5000, "PublicPort": port, "Type": "tcp"}],
+        }
+    ]
     [finding] = check_ports(make_ctx(root, engine))
     assert finding.status.value == "pass" and "used by this stack" in finding.message
 
@@ -102,9 +116,13 @@ def test_bad_port_setting_fails(root: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 # -- disk ----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("fail_free", "warn_free", "status"), [(0, 0, "pass"), (0, 1 << 60, "warn"), (1 << 60, 1 << 60, "fail")])
-def test_disk_thresholds(root: Path, engine: DoctorEngine, monkeypatch: pytest.MonkeyPatch,
-                         fail_free: int, warn_free: int, status: str) -> None:
+
+@pytest.mark.parametrize(
+    ("fail_free", "warn_free", "status"), [(0, 0, "pass"), (0, 1 << 60, "warn"), (1 << 60, 1 << 60, "fail")]
+)
+def test_disk_thresholds(
+    root: Path, engine: DoctorEngine, monkeypatch: pytest.MonkeyPatch, fail_free: int, warn_free: int, status: str
+) -> None:
     monkeypatch.setattr(disk, "FAIL_FREE", fail_free)
     monkeypatch.setattr(disk, "FAIL_PCT", 0.0)
     monkeypatch.setattr(disk, "WARN_FREE", warn_free)
@@ -118,9 +136,14 @@ def test_disk_thresholds(root: Path, engine: DoctorEngine, monkeypatch: pytest.M
         assert "montero backups prune" in found["disk.project"].fix
 
 
-def test_disk_reclaimable_warns_with_prune_and_safe_repair(root: Path, engine: DoctorEngine, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_disk_reclaimable_warns_with_prune_and_safe_repair(
+    root: Path, engine: DoctorEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     engine.df = {
-        "Images": [{"Size": 3 << 30, "SharedSize": 0, "Containers": 0}, {"Size": 5 << 30, "SharedSize": 0, "Containers": 1}],
+        "Images": [
+            {"Size": 3 << 30, "SharedSize": 0, "Containers": 0},
+            {"Size": 5 << 30, "SharedSize": 0, "Containers": 1},
+        ],
         "Containers": [{"SizeRw": 1 << 20, "State": "exited"}],
         "Volumes": [{"UsageData": {"Size": 1 << 20, "RefCount": 0}}],
         "BuildCache": [{"Size": 1 << 30, "InUse": False}, {"Size": 1 << 30, "InUse": True}],
@@ -131,7 +154,9 @@ def test_disk_reclaimable_warns_with_prune_and_safe_repair(root: Path, engine: D
     assert "images 3.0 GiB" in reclaim.message and "build cache 1.0 GiB" in reclaim.message
     assert reclaim.repair is not None and reclaim.repair.safe
     calls: list[list[str]] = []
-    monkeypatch.setattr(disk, "run_cmd", lambda cmd, timeout: calls.append(cmd) or (0, "Total reclaimed space: 1GB\n", ""))
+    monkeypatch.setattr(
+        disk, "run_cmd", lambda cmd, timeout: calls.append(cmd) or (0, "Total reclaimed space: 1GB\n", "")
+    )
     assert "reclaimed" in reclaim.repair.apply()
     assert calls == [["docker", "builder", "prune", "-f"]]
 

@@ -14,14 +14,18 @@ from montero_ops.services.doctor.production import check_production
 
 ROTATED = {"driver": "json-file", "options": {"max-size": "10m", "max-file": "3"}}
 LIMITS = {"resources": {"limits": {"cpus": "1", "memory": "512M"}}}
-GOOD_COMPOSE: dict[str, Any] = {"services": {
-    "app": {"logging": ROTATED, "deploy": LIMITS, "environment": {"RATELIMIT_STORAGE_URL": "redis://redis:6379/0"}},
-    "redis": {"logging": ROTATED, "deploy": LIMITS},
-    "nginx": {"logging": ROTATED, "mem_limit": "128m"},
-}}
-LISTEN_443 = ("  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
-              "   0: 00000000:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1\n"
-              "   1: 00000000:01BB 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2\n")
+GOOD_COMPOSE: dict[str, Any] = {
+    "services": {
+        "app": {"logging": ROTATED, "deploy": LIMITS, "environment": {"RATELIMIT_STORAGE_URL": "redis://redis:6379/0"}},
+        "redis": {"logging": ROTATED, "deploy": LIMITS},
+        "nginx": {"logging": ROTATED, "mem_limit": "128m"},
+    }
+}
+LISTEN_443 = (
+    "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+    "   0: 00000000:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1\n"
+    "   1: 00000000:01BB 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2\n"
+)
 
 
 def _by_id(findings: list) -> dict:
@@ -50,8 +54,15 @@ def test_not_run_without_production(root: Path) -> None:
 def test_checklist_passes(prod: tuple[Path, DoctorEngine]) -> None:
     root, engine = prod
     found = _by_id(check_production(make_ctx(root, engine, compose=GOOD_COMPOSE, production=True)))
-    assert list(found) == ["prod.https", "prod.ratelimit", "prod.backups", "prod.logging", "prod.limits",
-                           "prod.nonroot", "prod.secrets"]
+    assert list(found) == [
+        "prod.https",
+        "prod.ratelimit",
+        "prod.backups",
+        "prod.logging",
+        "prod.limits",
+        "prod.nonroot",
+        "prod.secrets",
+    ]
     assert {k: f.status.value for k, f in found.items()} == dict.fromkeys(found, "pass")
 
 
@@ -76,8 +87,12 @@ def test_https_nginx_down_warns_and_not_listening_fails(prod: tuple[Path, Doctor
 
 def test_memory_rate_limits_fail(prod: tuple[Path, DoctorEngine]) -> None:
     root, engine = prod
-    compose = {"services": {**GOOD_COMPOSE["services"], "app": {**GOOD_COMPOSE["services"]["app"],
-                                                               "environment": {"RATELIMIT_STORAGE_URL": "memory://"}}}}
+    compose = {
+        "services": {
+            **GOOD_COMPOSE["services"],
+            "app": {**GOOD_COMPOSE["services"]["app"], "environment": {"RATELIMIT_STORAGE_URL": "memory://"}},
+        }
+    }
     finding = _by_id(check_production(make_ctx(root, engine, compose=compose, production=True)))["prod.ratelimit"]
     assert finding.status.value == "fail" and "RATELIMIT_STORAGE_URL=redis://redis:6379/0" in finding.fix
 
@@ -88,7 +103,12 @@ def test_old_backups_fail(prod: tuple[Path, DoctorEngine]) -> None:
         (folder / "manifest.json").unlink()
         folder.rmdir()
     _backup(root, timedelta(days=2))
-    assert _by_id(check_production(make_ctx(root, engine, compose=GOOD_COMPOSE, production=True)))["prod.backups"].status.value == "fail"
+    assert (
+        _by_id(check_production(make_ctx(root, engine, compose=GOOD_COMPOSE, production=True)))[
+            "prod.backups"
+        ].status.value
+        == "fail"
+    )
 
 
 def test_missing_rotation_and_limits_fail(prod: tuple[Path, DoctorEngine]) -> None:

@@ -82,6 +82,7 @@ def test_checks_run_concurrently(root: Path, docker_up: DoctorEngine) -> None:
         def check(ctx: Context) -> list[Finding]:
             barrier.wait()  # only returns when all three run at once
             return [passed(name, "met")]
+
         return check
 
     report = run_doctor(project_of(root), checks=[Check(n, meet(n)) for n in ("a", "b", "c")])
@@ -118,6 +119,7 @@ def test_apply_repairs_runs_safe_ones_and_asks_for_the_rest() -> None:
 
 
 # -- the command ---------------------------------------------------------------------------------
+
 
 def _invoke(root: Path, *args: str, input: str | None = None) -> Any:
     from montero_ops.cli import app

@@ -51,7 +51,8 @@ def test_locking_busy_timeout(root: Path, monkeypatch: pytest.MonkeyPatch, busy:
 
 def test_database_is_locked_in_log_file(root: Path) -> None:
     (root / "logs" / "app.log").write_text(
-        "INFO ok\nERROR sqlalchemy.exc.OperationalError: (sqlite3.OperationalError) database is locked\nINFO ok\n")
+        "INFO ok\nERROR sqlalchemy.exc.OperationalError: (sqlite3.OperationalError) database is locked\nINFO ok\n"
+    )
     finding = check_locking(make_ctx(root))[1]
     assert finding.status.value == "fail"
     assert '1 "database is locked"' in finding.message and "logs/app.log" in finding.message
@@ -85,7 +86,7 @@ def test_corrupted_database_fails_with_restore(root: Path) -> None:
     db = make_db(_db(root), wal=False)
     data = bytearray(db.read_bytes())
     page = 4096
-    data[page:page * 3] = b"\xde\xad\xbe\xef" * (page // 2)  # smash the b-tree pages after the header page
+    data[page : page * 3] = b"\xde\xad\xbe\xef" * (page // 2)  # smash the b-tree pages after the header page
     db.write_bytes(bytes(data))
     found = {f.id: f for f in check_database(make_ctx(root))}
     assert found["data.integrity"].status.value == "fail"
@@ -131,16 +132,30 @@ def test_postgres_is_not_checked_here(root: Path) -> None:
 
 # -- backups -----------------------------------------------------------------------------------
 
+
 def _backup(root: Path, age: timedelta, project: str = "shop", label: str = "manual") -> None:
     when = datetime.now(UTC) - age
     folder = root / "backups" / f"{when.strftime('%Y%m%dT%H%M%SZ')}_{project}_sqlite"
     folder.mkdir(parents=True)
-    (folder / "manifest.json").write_text(json.dumps({
-        "format": 1, "id": folder.name, "created_at": when.isoformat(), "montero_version": "0",
-        "project": project, "contents": ["sqlite"], "files": [], "label": label}))
+    (folder / "manifest.json").write_text(
+        json.dumps(
+            {
+                "format": 1,
+                "id": folder.name,
+                "created_at": when.isoformat(),
+                "montero_version": "0",
+                "project": project,
+                "contents": ["sqlite"],
+                "files": [],
+                "label": label,
+            }
+        )
+    )
 
 
-@pytest.mark.parametrize(("age", "status"), [(timedelta(hours=2), "pass"), (timedelta(days=3), "warn"), (timedelta(days=10), "fail")])
+@pytest.mark.parametrize(
+    ("age", "status"), [(timedelta(hours=2), "pass"), (timedelta(days=3), "warn"), (timedelta(days=10), "fail")]
+)
 def test_backup_age(root: Path, age: timedelta, status: str) -> None:
     _backup(root, age)
     [finding] = check_backups(make_ctx(root))
