@@ -34,6 +34,10 @@ def _post(url: str, body: dict[str, Any], token: str | None = None) -> tuple[int
 def test_postgres_profile_api_and_backup_round_trip(stack_project: Any) -> None:
     p = stack_project
     p.write_env(SECRET_KEY=secrets.token_hex(32), POSTGRES_PASSWORD=secrets.token_hex(16))
+    python_base = p.env.get("MONTERO_PYTHON_IMAGE", "")
+    if python_base.startswith("montero-base:"):
+        # No registry: the postgres image is built from the local Debian base (apt inside the build).
+        p.write_env(MONTERO_POSTGRES_BASE_IMAGE=python_base)
     done = p.run_montero("up", "--profile", "postgres", "--scale", "app=2", timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     p.compose_files.append(p.root / "docker" / "compose.postgres.yml")
