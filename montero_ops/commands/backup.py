@@ -21,6 +21,7 @@ class What(str, Enum):
     all = "all"
     sqlite = "sqlite"
     redis = "redis"
+    postgres = "postgres"  # profile postgres: montero_ops/services/backup_postgres.py
 
 
 DirOption = Annotated[
@@ -79,10 +80,15 @@ def backup(
     from montero_ops.services.backups.stack import NoStack
 
     project = get_state(ctx).project()
-    # A SQLite backup reads the bind-mounted file directly: it needs no Docker at all.
-    stack = NoStack() if what is What.sqlite else _stack(ctx, what.value)
-    path, manifest = create_backup(project, what.value, stack, _backups_dir(ctx, folder),
-                                   compress=compress, progress=info)
+    if what is What.postgres:
+        from montero_ops.services import backup_postgres
+
+        path, manifest = backup_postgres.create(project, _backups_dir(ctx, folder), progress=info)
+    else:
+        # A SQLite backup reads the bind-mounted file directly: it needs no Docker at all.
+        stack = NoStack() if what is What.sqlite else _stack(ctx, what.value)
+        path, manifest = create_backup(project, what.value, stack, _backups_dir(ctx, folder),
+                                       compress=compress, progress=info)
     if json:
         print_json(manifest.to_dict())
         return
@@ -208,6 +214,17 @@ def restore(
     project = get_state(ctx).project()
     root = _backups_dir(ctx, folder)
     path = find_backup(root, ref, latest=latest, project=project.name)
+    if what is What.postgres:
+        from montero_ops.services import backup_postgres
+
+        _confirm_or_refuse(yes, f"Restore {path.name}, replacing the PostgreSQL database?",
+                           f"restore would replace the PostgreSQL database with backup {path.name}; pass --yes")
+        safety = backup_postgres.restore(project, path, root, progress=info)
+        if json:
+            print_json({"backup": path.name, "restored": ["postgres"], "safety_backup": safety.name})
+            return
+        success(f"restored postgres from {path.name} (safety backup: {safety.name})")
+        return
     plan = plan_restore(project, what.value, path, root)
     overwrites = "; ".join(plan.overwrites) or "nothing (no current data)"
     _confirm_or_refuse(yes, f"Restore {path.name}, overwriting {overwrites}?",
