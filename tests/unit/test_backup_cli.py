@@ -248,3 +248,26 @@ def test_prune_removes_unfinished_backups(cli: Callable[..., Result], shop: Path
     assert result.exit_code == 0, result.stderr
     assert "delete .partial-abc123 (unfinished backup)" in result.stderr
     assert sorted(p.name for p in (shop / "backups").iterdir()) == [".partial-running", bid]
+
+
+def test_stack_start_keeps_scale_and_reports_unhealthy(docker, engine, project: Path, prefix: list[str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from conftest import container
+
+    from montero_ops.client import build_client
+    from montero_ops.errors import MonteroError
+    from montero_ops.project import find_project
+    from montero_ops.services.backups import stack as stack_module
+    from montero_ops.services.backups.stack import ComposeStack
+
+    monkeypatch.setattr(stack_module.time, "sleep", lambda _s: None)
+    engine.timeline = [
+        [container("app", 1, health="starting"), container("app", 2, health="starting")],
+        [container("app", 1, health="healthy"), container("app", 2, health="unhealthy")],
+    ]
+    stack = ComposeStack(find_project(project), build_client(find_project(project)))
+    with pytest.raises(MonteroError) as err:
+        stack.start(["app"])
+    assert err.value.message == "service 'app' is unhealthy after start"
+    # `compose start`, not `up`: `up app` would scale three replicas back to one.
+    assert [c[len(prefix):] for c in docker.calls] == [["start", "app"]]
