@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -12,7 +12,7 @@ from montero_ops.state import get_state
 
 def scan(
     ctx: typer.Context,
-    image: Annotated[Optional[str], typer.Option("--image", help="Image to scan (default: the app image).")] = None,
+    image: Annotated[str | None, typer.Option("--image", help="Image to scan (default: the app image).")] = None,
     severity: Annotated[str, typer.Option("--severity", help="Comma list of severities to report.")] = "HIGH,CRITICAL",
     no_fail: Annotated[bool, typer.Option("--no-fail", help="Exit 0 even when vulnerabilities are found.")] = False,
     json: JsonOption = False,
@@ -23,7 +23,8 @@ def scan(
     """
     from montero_ops.errors import ProjectNotFound
     from montero_ops.output import success
-    from montero_ops.services.scan import app_image, scan as run_scan
+    from montero_ops.services.scan import app_image
+    from montero_ops.services.scan import scan as run_scan
 
     if image is None:
         try:
@@ -32,7 +33,7 @@ def scan(
             image = app_image(state.project(), config)
         except ProjectNotFound:
             raise
-        except Exception:  # no compose/daemon needed to name the image: fall back to the default tag
+        except Exception:  # noqa: BLE001  # naming the image needs no daemon: fall back to the default tag
             image = app_image(get_state(ctx).project())
     run_scan(image, severity=severity, fail=not no_fail, json_output=json)
     if not json:

@@ -21,9 +21,10 @@ import json
 import secrets
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from montero_ops import __version__
 from montero_ops.errors import CommandFailed, UsageError
@@ -88,8 +89,14 @@ def _scratch_stats(t: PgTarget, dump: Path) -> dict[str, Any]:
 
 def create(project: Project, backups_dir: Path, label: str = "manual",
            progress: Progress = lambda _m: None) -> tuple[Path, Any]:
-    from montero_ops.services.backups.manifest import (FileEntry, Manifest, backup_id, sha256_file, utc_now,
-                                                       write_manifest)
+    from montero_ops.services.backups.manifest import (
+        FileEntry,
+        Manifest,
+        backup_id,
+        sha256_file,
+        utc_now,
+        write_manifest,
+    )
 
     t = target(project)
     backups_dir.mkdir(parents=True, exist_ok=True)
@@ -129,7 +136,7 @@ def verify(project: Project, folder: Path) -> dict[str, Any]:
     manifest = check_backup(folder)
     if "postgres" not in manifest.contents:
         raise UsageError(f"backup {folder.name} holds no PostgreSQL dump", hint="see `montero backups list`")
-    meta = json.loads((folder / META_NAME).read_text())
+    meta: dict[str, Any] = json.loads((folder / META_NAME).read_text())
     stats = _scratch_stats(target(project), folder / DUMP_NAME)
     if stats["tables"] != meta["tables"] or stats["revision"] != meta["revision"]:
         raise UsageError(f"backup {folder.name}: the dump's rows or revision differ from its manifest")

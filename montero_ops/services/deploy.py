@@ -106,7 +106,7 @@ def deploy(
         client.image.tag(source, target)
         client.image.push(target, quiet=True)
         app_image = target
-    env_files = [project.env_file] if project.env_file.is_file() else []
+    env_files: list[str | Path] = [project.env_file] if project.env_file.is_file() else []
     progress(f"deploying stack {stack} from {STACK_FILE}")
     client.stack.deploy(stack, compose_files=[stack_file], env_files=env_files,
                         variables=stack_variables(project, app_image),

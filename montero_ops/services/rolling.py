@@ -11,8 +11,9 @@ a stopped replica fail to connect, and nginx passes them to the next replica
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from montero_ops.engine import Engine
 from montero_ops.errors import CommandFailed, StackNotRunning, UsageError
@@ -76,8 +77,8 @@ def wait_healthy(engine: Engine, container_id: str, timeout: float, interval: fl
 
 
 def rolling_restart(
-    client: "DockerClient",
-    project: "Project",
+    client: DockerClient,
+    project: Project,
     service: str = "app",
     timeout: float = 180.0,
     dns_grace: float = DNS_GRACE_S,

@@ -77,7 +77,7 @@ def self_signed(project: Project, domain: str = "localhost", days: int = 365) ->
                       x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Montero self-signed")])
     sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dict.fromkeys([domain, "localhost"])]
     sans.append(x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -145,7 +145,7 @@ def status(project: Project) -> CertStatus:
     except x509.ExtensionNotFound:
         domains = []
     not_after = cert.not_valid_after_utc
-    days_left = (not_after - dt.datetime.now(dt.timezone.utc)).days
+    days_left = (not_after - dt.datetime.now(dt.UTC)).days
     is_self = cert.issuer == cert.subject
     source = "self-signed" if is_self else ("letsencrypt" if path.is_symlink() else "other")
     return CertStatus(

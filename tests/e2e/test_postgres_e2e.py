@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import secrets
 import urllib.request
-from pathlib import Path
 from typing import Any
 
 from montero_ops.project import find_project
@@ -64,18 +63,25 @@ def test_postgres_profile_api_and_backup_round_trip(stack_project: Any) -> None:
     t = backup_postgres.target(project)
     before = _checksums(t)
     backups = p.root / "backups"
-    folder, manifest = backup_postgres.create(project, backups)
+    done = p.run_montero("backup", "postgres", "--json")
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads(done.stdout)
+    folder = backups / manifest["id"]
     meta = json.loads((folder / "postgres.json").read_text())
     assert meta["tables"]["clients"] == 5 and meta["revision"]
-    assert [f.role for f in manifest.files] == ["postgres-dump", "postgres-meta"]
+    assert [f["role"] for f in manifest["files"]] == ["postgres-dump", "postgres-meta"]
     assert backup_postgres.verify(project, folder)["tables"] == meta["tables"]
+    verified = p.run_montero("backups", "verify", manifest["id"])
+    assert verified.returncode == 0, verified.stdout + verified.stderr
 
     # Change and delete, then restore: every table is back exactly.
     backup_postgres._psql(t, "UPDATE clients SET name = 'changed' WHERE id = (SELECT min(id) FROM clients)")
     backup_postgres._psql(t, "DELETE FROM affiliations; DELETE FROM clients WHERE id > (SELECT min(id) FROM clients)")
     assert _checksums(t) != before
-    safety = backup_postgres.restore(project, folder, backups)
+    done = p.run_montero("restore", "postgres", manifest["id"], "--yes", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
     assert _checksums(t) == before
+    safety = backups / json.loads(done.stdout)["safety_backup"]
     assert json.loads((safety / "postgres.json").read_text())["tables"]["clients"] == 1
     status, body = p.wait_http("/health", timeout=120)
     assert status == 200 and json.loads(body)["database"]["backend"] == "postgresql", body
@@ -83,10 +89,7 @@ def test_postgres_profile_api_and_backup_round_trip(stack_project: Any) -> None:
     # A damaged dump is refused before anything changes.
     dump = folder / "postgres.dump"
     dump.write_bytes(dump.read_bytes()[:-100])
-    try:
-        backup_postgres.restore(project, folder, backups)
-    except Exception as exc:  # UsageError: the checksum/size check
-        assert "damaged" in str(exc) or "truncated" in str(exc), exc
-    else:
-        raise AssertionError("a truncated dump was restored")
+    done = p.run_montero("restore", "postgres", manifest["id"], "--yes")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "truncated" in done.stderr or "damaged" in done.stderr, done.stderr
     assert _checksums(t) == before

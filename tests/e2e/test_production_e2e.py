@@ -294,8 +294,8 @@ def test_no_env_content_in_any_image_layer(prod: Any) -> None:
     # The image's files: no .env anywhere and no secret value in any file (grep reads the value from stdin).
     scan = subprocess.run(
         ["docker", "run", "--rm", "-i", "--entrypoint", "sh", image, "-c",
-         "find / -xdev -name .env -print; while read -r v; do grep -rlsF -- \"$v\" /app /opt /etc /home /root "
-         "2>/dev/null; done; true"],
+         ("find / -xdev -name .env -print; while read -r v; do grep -rlsF -- \"$v\" /app /opt /etc /home /root "
+          "2>/dev/null; done; true")],
         input="\n".join(values) + "\n", capture_output=True, text=True, timeout=300, check=False,
     )
     assert scan.returncode == 0, scan.stderr

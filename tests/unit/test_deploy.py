@@ -81,7 +81,9 @@ def test_deploy_runs_stack_deploy_with_local_images(project: Path) -> None:
 def test_registry_name() -> None:
     assert deploy.registry_image("montero-app:1.2", "reg.example:5000/team/") == "reg.example:5000/team/montero-app:1.2"
     assert deploy.registry_image("old.example:5000/montero-app:1", "new.example") == "new.example/montero-app:1"
-    with pytest.raises(Exception):
+    from montero_ops.errors import UsageError
+
+    with pytest.raises(UsageError):
         deploy.registry_image("x", " ")
 
 

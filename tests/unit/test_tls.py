@@ -34,7 +34,7 @@ def _client(project: object) -> object:
     return build_client(project, client_call=["true"])  # type: ignore[arg-type]
 
 
-def invoke(*args: str) -> "CliRunner.invoke":  # type: ignore[valid-type]
+def invoke(*args: str) -> CliRunner.invoke:  # type: ignore[valid-type]
     return CliRunner().invoke(app, list(args))
 
 
@@ -159,5 +159,5 @@ def test_status_days_left_counts_from_now(project: Path) -> None:
 
     st = tls.self_signed(find_project(project), days=100)
     assert st.not_after is not None
-    left = dt.datetime.fromisoformat(st.not_after) - dt.datetime.now(dt.timezone.utc)
+    left = dt.datetime.fromisoformat(st.not_after) - dt.datetime.now(dt.UTC)
     assert st.days_left == left.days
