@@ -12,7 +12,10 @@ from montero_ops.state import get_state
 if TYPE_CHECKING:
     from montero_ops.services.deploy import StackState
 
-deploy_app = typer.Typer(help="Run the stack on Docker Swarm: deploy, status, rollback.", no_args_is_help=True)
+deploy_app = typer.Typer(
+    help="Run the stack on Docker Swarm: deploy, status, rollback.\n\nExample: montero deploy swarm --stack montero",
+    no_args_is_help=True,
+)
 
 StackOption = Annotated[str, typer.Option("--stack", "-s", help="Stack name.")]
 TimeoutOption = Annotated[int, typer.Option("--timeout", help="Seconds to wait until every service converges.")]

@@ -9,8 +9,11 @@ import typer
 from montero_ops.commands._options import JsonOption
 from montero_ops.state import get_state
 
-tls_app = typer.Typer(help="TLS certificates for nginx: self-signed, Let's Encrypt, renewal, days left.",
-                      no_args_is_help=True)
+tls_app = typer.Typer(
+    help="TLS certificates for nginx: self-signed, Let's Encrypt, renewal, days left.\n\n"
+    "Example: montero tls self-signed --domain staging.example.com",
+    no_args_is_help=True,
+)
 
 DomainOption = Annotated[str, typer.Option("--domain", "-d", help="Domain name the certificate is for.")]
 
