@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -177,6 +178,10 @@ def fig10(settings: Settings, lines: int = 1_000_000) -> Figure:
         run(["docker", "wait", name], timeout=300)
         steps = {"montero logs app --since 10m": stack.montero_cmd("logs", "app", "--since", "10m"),
                  "docker compose logs app --since 10m": stack.compose_cmd("logs", "app", "--since", "10m")}
+        # A candidate fix can be measured side by side (a script taking montero's arguments).
+        if os.environ.get("MONTERO_BENCH_LOGS_CANDIDATE"):
+            steps["candidate fix"] = [montero_python(), os.environ["MONTERO_BENCH_LOGS_CANDIDATE"],
+                                      *stack.montero_cmd("logs", "app", "--since", "10m")[1:]]
         # 1/10 of the log first: peak memory there vs at full size shows whether it grows.
         small_count = _count_lines(stack)
         small = alternate(steps, Settings(runs=3, warmup=1), env=stack.env, memory=True, timeout=300)
@@ -191,7 +196,7 @@ def fig10(settings: Settings, lines: int = 1_000_000) -> Figure:
         r = ratio(full[a], full[b])
         fig.header = ["command", f"median wall ({chunk:,} lines)", f"median wall ({lines:,})",
                       f"peak RSS ({chunk:,})", f"peak RSS ({lines:,})", "ratio (wall, full log)"]
-        for n in (a, b):
+        for n in steps:
             fig.rows.append([f"`{n}`", fmt_s(small[n].median), fmt_s(full[n].median),
                              f"{small[n].peak_median_mib:.0f} MiB", f"{full[n].peak_median_mib:.0f} MiB",
                              fmt_ratio(ratio(full[n], full[b]))])

@@ -19,6 +19,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results.json"
+# Hand-written analysis of the misses (causes, fixes, before/after), appended to the document.
+FINDINGS = REPO / "bench" / "FINDINGS.md"
 DOC = REPO / "docs" / "benchmarks.md"
 
 
@@ -156,6 +158,8 @@ def write_doc(figures: dict[int, Figure], info: dict[str, str], skipped: dict[in
             parts.append(f"- {note}")
         if fig.notes:
             parts.append("")
+    if FINDINGS.is_file():
+        parts += ["", FINDINGS.read_text().strip()]
     DOC.parent.mkdir(exist_ok=True)
     DOC.write_text("\n".join(parts).rstrip() + "\n")
 

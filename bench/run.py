@@ -105,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
                                          f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
             log(f"figure {number}: {results[number].summary} [{results[number].verdict}] "
                 f"({time.monotonic() - t0:.0f}s)")
+            if not args.no_doc:  # an interrupted run keeps every figure it finished
+                publish({number: results[number]}, {}, info, args, started)
         except (BenchError, subprocess.SubprocessError, OSError, ValueError, KeyError) as exc:
             skipped[number] = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
             log(f"figure {number} not measured: {skipped[number]}")
@@ -146,21 +148,27 @@ def main(argv: list[str] | None = None) -> int:
             main_stack.close(remove_images=True)
         run(["docker", "image", "rm", "-f", APP_IMAGE], check=False)
 
-    minutes = max(1, round((time.monotonic() - started) / 60))
     for number, fig in sorted(results.items()):
         print(f"{number:2}. {fig.title}: {fig.summary} [{fig.verdict}]")
     for number, reason in sorted(skipped.items()):
         print(f"{number:2}. not measured: {reason}")
     if not args.no_doc:
-        merged = report.load()
-        merged.update(results)
-        for number in skipped:  # a figure that failed now is not shown with stale figures
-            merged.pop(number, None)
-        report.save(merged, info)
-        full_run = args.figures == list(range(1, 11)) and not args.quick
-        report.write_doc(merged, info, skipped, minutes if full_run else _previous_minutes(minutes))
+        publish(results, skipped, info, args, started)
         log(f"wrote {report.DOC.relative_to(REPO)} and {report.RESULTS.relative_to(REPO)}")
     return 0 if not skipped else 1
+
+
+def publish(results: dict[int, Figure], skipped: dict[int, str], info: dict[str, str],
+            args: argparse.Namespace, started: float) -> None:
+    """Merge into bench/results.json and rewrite docs/benchmarks.md."""
+    merged = report.load()
+    merged.update(results)
+    for number in skipped:  # a figure that failed now is not shown with stale figures
+        merged.pop(number, None)
+    report.save(merged, info)
+    minutes = max(1, round((time.monotonic() - started) / 60))
+    full_run = args.figures == list(range(1, 11)) and not args.quick
+    report.write_doc(merged, info, skipped, minutes if full_run else _previous_minutes(minutes))
 
 
 def _previous_minutes(fallback: int) -> int:
