@@ -146,3 +146,12 @@ def test_up_stops_waiting_on_a_crash_loop(cli, docker: DockerCalls, engine: Fake
     result = cli("up")
     assert result.exit_code == 1
     assert "Error: service 'app' keeps restarting (2 restarts while waiting)" in result.stderr
+
+
+def test_scale_keeps_production_mode(cli, docker: DockerCalls, engine: FakeEngine, project: Path) -> None:
+    production = project / "docker" / "compose.production.yml"
+    production.write_text("services: {}\n")
+    engine.set(container("app"), container("nginx"))
+    assert cli("scale", "app=2", "--no-wait").exit_code == 0
+    assert docker.calls == [compose_prefix(project, profiles=("production",), files=(production,))
+                            + ["up", "--detach", "--scale", "app=2"]]
