@@ -180,8 +180,9 @@ def fig10(settings: Settings, lines: int = 1_000_000) -> Figure:
                  "docker compose logs app --since 10m": stack.compose_cmd("logs", "app", "--since", "10m")}
         # A candidate fix can be measured side by side (a script taking montero's arguments).
         if os.environ.get("MONTERO_BENCH_LOGS_CANDIDATE"):
-            steps["candidate fix"] = [montero_python(), os.environ["MONTERO_BENCH_LOGS_CANDIDATE"],
-                                      *stack.montero_cmd("logs", "app", "--since", "10m")[1:]]
+            steps["candidate fix: bench/candidates/logs_fast.py"] = [
+                montero_python(), os.environ["MONTERO_BENCH_LOGS_CANDIDATE"],
+                *stack.montero_cmd("logs", "app", "--since", "10m")[1:]]
         # 1/10 of the log first: peak memory there vs at full size shows whether it grows.
         small_count = _count_lines(stack)
         small = alternate(steps, Settings(runs=3, warmup=1), env=stack.env, memory=True, timeout=300)
