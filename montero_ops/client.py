@@ -6,6 +6,7 @@ and never on the path of `montero --help` / `--version`.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,6 +41,17 @@ def compose_base_cmd(project: Project) -> list[str]:
     if project.env_file.is_file():
         cmd += ["--env-file", str(project.env_file)]
     return cmd + ["--project-name", project.name, "--project-directory", str(project.root)]
+
+
+def compose_plugin_missing() -> bool:
+    """After a failed compose run: is the plugin absent from every folder docker searches?
+
+    Only asked on failure, so a plugin installed somewhere unusual never blocks a command.
+    """
+    config = os.environ.get("DOCKER_CONFIG") or str(Path.home() / ".docker")
+    folders = [Path(config) / "cli-plugins", *(Path(p) / "docker" / "cli-plugins" for p in
+               ("/usr/local/lib", "/usr/local/libexec", "/usr/lib", "/usr/libexec"))]
+    return not any((folder / "docker-compose").exists() for folder in folders)
 
 
 def build_client(project: Project, client_call: list[str] | None = None) -> DockerClient:

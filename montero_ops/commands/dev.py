@@ -34,8 +34,10 @@ def dev(
     if detach:
         info("follow the app with `montero logs -f app`")
         return
-    client = state.client(state.project().with_compose_files(path))
-    logs.follow(logs.logs_cmd(client, [APP_SERVICE], follow=True, tail="20"))
+    from montero_ops.client import compose_base_cmd
+
+    base = compose_base_cmd(state.project().with_compose_files(path))
+    logs.follow(logs.logs_cmd(base, [APP_SERVICE], follow=True, tail="20"))
     info("stopped following; the stack keeps running in development mode")
 
 

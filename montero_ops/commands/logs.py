@@ -29,11 +29,23 @@ def logs(
         from montero_ops.errors import UsageError
 
         raise UsageError(f"invalid --tail '{tail}': expected a number or 'all'")
-    client = get_state(ctx).client()
-    cmd = service.logs_cmd(client, services or [], follow, tail, since, until, timestamps)
-    print_verbose(get_state(ctx).verbose, cmd)
+    from montero_ops.client import compose_base_cmd, require_docker_cli
+
+    state = get_state(ctx)
+    project = state.project()
+    require_docker_cli()
+    state.engine()  # the daemon answers (exit 3 with the fix otherwise), without python-on-whales
+    cmd = service.logs_cmd(compose_base_cmd(project), services or [], follow, tail, since, until, timestamps)
+    print_verbose(state.verbose, cmd)
     code = service.follow(cmd) if follow else service.show(cmd)
     if code:
+        from montero_ops.client import compose_plugin_missing
+
+        if compose_plugin_missing():
+            from montero_ops.client import COMPOSE_HINT
+            from montero_ops.errors import DockerUnavailable
+
+            raise DockerUnavailable("the Docker Compose v2 plugin is missing", hint=COMPOSE_HINT)
         raise typer.Exit(code)
 
 

@@ -1,22 +1,21 @@
 """Compose logs, streamed straight to the terminal.
 
-`--follow` runs `docker compose logs -f` as our own child process: a python-on-whales
-stream does not end that process when the reader stops, so Ctrl-C would leave it behind.
+`logs` is the command people run most, so it skips python-on-whales entirely: the
+compose command line comes from the Project (standard library only) and compose runs
+as our own child process with the terminal attached. With `--follow` that child must
+end with us: a python-on-whales stream does not stop `docker compose logs -f` when the
+reader stops, so Ctrl-C would leave it behind.
 """
 
 from __future__ import annotations
 
+import signal
 import subprocess
-from typing import TYPE_CHECKING
-
-from montero_ops.services.dockercmd import compose_cmd, run_passthrough
-
-if TYPE_CHECKING:
-    from python_on_whales import DockerClient
+import threading
 
 
 def logs_cmd(
-    client: DockerClient,
+    base: list[str],
     services: list[str],
     follow: bool = False,
     tail: str | None = None,
@@ -24,7 +23,8 @@ def logs_cmd(
     until: str | None = None,
     timestamps: bool = False,
 ) -> list[str]:
-    cmd = compose_cmd(client) + ["logs"]
+    """`base` is the project's `docker compose …` prefix (client.compose_base_cmd)."""
+    cmd = [*base, "logs"]
     if follow:
         cmd.append("--follow")
     if tail is not None:
@@ -39,12 +39,18 @@ def logs_cmd(
 
 
 def show(cmd: list[str]) -> int:
-    return run_passthrough(cmd)
+    return subprocess.call(cmd)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def follow(cmd: list[str]) -> int:
-    """Stream until the process ends or Ctrl-C; the child never outlives us."""
+    """Stream until the process ends, Ctrl-C or SIGTERM; the child never outlives us."""
     process = subprocess.Popen(cmd)
+    # SIGTERM (timeout, systemd, a test harness) would kill us and orphan the child.
+    previous = signal.signal(signal.SIGTERM, _interrupt) if _main_thread() else None
     try:
         return process.wait()
     except KeyboardInterrupt:
@@ -55,3 +61,10 @@ def follow(cmd: list[str]) -> int:
             process.kill()
             process.wait()
         return 0
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()

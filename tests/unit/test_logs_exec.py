@@ -11,19 +11,54 @@ from python_on_whales.exceptions import DockerException
 from tests.unit.conftest import DockerCalls, FakeEngine, container
 
 
-def test_logs_options(cli, docker: DockerCalls, prefix: list[str]) -> None:
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch, docker: DockerCalls, engine: FakeEngine) -> list[list[str]]:
+    """`logs` runs compose itself (no python-on-whales): record subprocess.call."""
+    made: list[list[str]] = []
+
+    def call(cmd: list[str], **kw: Any) -> int:
+        made.append(list(cmd))
+        return 0
+
+    monkeypatch.setattr(subprocess, "call", call)
+    return made
+
+
+def test_logs_options(cli, calls: list[list[str]], docker: DockerCalls, prefix: list[str]) -> None:
     result = cli("logs", "app", "redis", "--tail", "100", "--since", "10m", "--until", "1m", "--timestamps")
     assert result.exit_code == 0
-    assert docker.calls == [prefix + ["logs", "--tail", "100", "--since", "10m", "--until", "1m", "--timestamps",
-                                      "app", "redis"]]
-    assert docker.kwargs == [{"capture_stdout": False, "capture_stderr": False}]
+    assert calls == [prefix + ["logs", "--tail", "100", "--since", "10m", "--until", "1m", "--timestamps",
+                               "app", "redis"]]
+    assert docker.calls == []
 
 
-def test_logs_bad_tail(cli, docker: DockerCalls) -> None:
+def test_logs_with_env_file(cli, calls: list[list[str]], project) -> None:
+    from tests.unit.conftest import compose_prefix
+
+    (project / ".env").write_text("SECRET_KEY=x\n")
+    assert cli("logs").exit_code == 0
+    assert calls == [compose_prefix(project, env_file=True) + ["logs"]]
+
+
+def test_logs_failure_keeps_the_exit_code(cli, monkeypatch: pytest.MonkeyPatch, docker, engine) -> None:
+    monkeypatch.setattr(subprocess, "call", lambda cmd, **kw: 15)
+    monkeypatch.setattr("montero_ops.client.compose_plugin_missing", lambda: False)
+    assert cli("logs", "nope").exit_code == 15
+
+
+def test_logs_without_compose_plugin_exit_3(cli, monkeypatch: pytest.MonkeyPatch, docker, engine) -> None:
+    monkeypatch.setattr(subprocess, "call", lambda cmd, **kw: 1)
+    monkeypatch.setattr("montero_ops.client.compose_plugin_missing", lambda: True)
+    result = cli("logs")
+    assert result.exit_code == 3
+    assert result.stderr.splitlines()[0] == "Error: the Docker Compose v2 plugin is missing"
+
+
+def test_logs_bad_tail(cli, calls: list[list[str]]) -> None:
     result = cli("logs", "--tail", "ten")
     assert result.exit_code == 2
     assert result.stderr.splitlines()[0] == "Error: invalid --tail 'ten': expected a number or 'all'"
-    assert docker.calls == []
+    assert calls == []
 
 
 class FakeProcess:
@@ -44,12 +79,12 @@ class FakeProcess:
 
 
 @pytest.mark.parametrize("interrupt", [False, True])
-def test_logs_follow_runs_its_own_process_and_ends_it(cli, docker: DockerCalls, prefix: list[str],
+def test_logs_follow_runs_its_own_process_and_ends_it(cli, docker: DockerCalls, engine: FakeEngine, prefix: list[str],
                                                       monkeypatch: pytest.MonkeyPatch, interrupt: bool) -> None:
     made: list[FakeProcess] = []
 
     def popen(cmd: list[str], **kw: Any) -> FakeProcess:
-        made.append(FakeProcess([c if not c.endswith("/docker") else "docker" for c in cmd], interrupt))
+        made.append(FakeProcess(list(cmd), interrupt))
         return made[-1]
 
     monkeypatch.setattr(subprocess, "Popen", popen)

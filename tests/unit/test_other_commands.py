@@ -136,7 +136,7 @@ def test_dev_follows_the_app_logs(cli, docker: DockerCalls, engine: FakeEngine, 
 
     class Done:
         def __init__(self, cmd: list[str]) -> None:
-            followed.append(["docker" if c.endswith("/docker") else c for c in cmd])
+            followed.append(list(cmd))
 
         def wait(self, timeout: float | None = None) -> int:
             return 0
