@@ -290,7 +290,11 @@ def test_production_profile_puts_nginx_in_front_of_all_replicas(stack: Any) -> N
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and set(served) != set(addresses.values()):
         status, body, headers = api(stack, "GET", f"/health?probe={marker}", base=base)
-        assert status == 200, body
+        if status != 200:
+            states = [(i["Name"], i["State"]["Status"], health_of(i), i["RestartCount"])
+                      for i in containers(stack.name)]
+            pytest.fail(f"nginx answered {status} after {served}: {body}\n{states}\n"
+                        f"{stack.logs('nginx', 'app', tail=40)}", pytrace=False)
         upstream = headers.get("X-Served-By", "").rsplit(":", 1)[0]
         served[upstream] = served.get(upstream, 0) + 1
         time.sleep(0.3)
