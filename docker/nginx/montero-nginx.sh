@@ -27,6 +27,8 @@ write_mode() {
         [ "$HTTPS_PORT" = 443 ] || suffix=":$HTTPS_PORT"
         sed "s|@HTTPS_PORT_SUFFIX@|$suffix|g" "$SNIPPETS/server-tls.conf" > "$OUT.new/server-10-tls.conf"
     fi
+    # A pin set by a rolling restart survives a TLS reload.
+    cp "$OUT"/*-pinned.conf "$OUT.new/" 2>/dev/null || true
     rm -rf "$OUT.old"
     [ ! -d "$OUT" ] || mv "$OUT" "$OUT.old"
     mv "$OUT.new" "$OUT"
@@ -59,8 +61,33 @@ case "${1:-start}" in
         nginx -s reload
         log "reloaded"
         ;;
+    pin)
+        # montero-nginx pin IP:PORT…: send traffic only to these replicas (graceful reload;
+        # in-flight requests to the others finish), so a replica can be stopped without a
+        # single request arriving at it while it shuts down. `unpin` returns to Docker's DNS.
+        shift
+        [ "$#" -gt 0 ] || { echo "usage: montero-nginx pin IP:PORT..." >&2; exit 2; }
+        {
+            echo "upstream montero_pinned {"
+            for server in "$@"; do echo "    server $server;"; done
+            echo "}"
+        } > "$OUT/http-pinned.conf"
+        echo 'set $app_upstream http://montero_pinned;' > "$OUT/upstream-pinned.conf"
+        if ! nginx -t -q; then
+            rm -f "$OUT/http-pinned.conf" "$OUT/upstream-pinned.conf"
+            exit 1
+        fi
+        nginx -s reload
+        log "pinned to $*"
+        ;;
+    unpin)
+        rm -f "$OUT/http-pinned.conf" "$OUT/upstream-pinned.conf"
+        nginx -t -q
+        nginx -s reload
+        log "unpinned: replicas found through Docker's DNS again"
+        ;;
     *)
-        echo "usage: montero-nginx start|reload" >&2
+        echo "usage: montero-nginx start|reload|pin IP:PORT...|unpin" >&2
         exit 2
         ;;
 esac

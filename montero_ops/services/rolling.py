@@ -3,9 +3,10 @@
 For each old replica: start one more (`compose up --scale app=N+1 --no-recreate --no-deps`),
 wait until it is healthy, give nginx time to re-resolve `app` (its resolver caches Docker's
 DNS answer for `valid=5s`, see docker/nginx/nginx.conf), then stop the old one gracefully
-(gunicorn finishes its in-flight requests on SIGTERM) and remove it. Requests that still reach
-a stopped replica fail to connect, and nginx passes them to the next replica
-(`proxy_next_upstream error timeout`), so clients see no error.
+(gunicorn finishes its in-flight requests on SIGTERM) and remove it. Before the stop, nginx is
+pinned to the other replicas (`montero-nginx pin`, a graceful reload): a replica shutting down
+would reset connections still queued on its socket, and nginx never replays a POST that was
+sent, so no new request may reach it. After the removal nginx goes back to Docker's DNS.
 """
 
 from __future__ import annotations
@@ -107,8 +108,46 @@ def rolling_restart(
         result.started.append(_name(new))
         progress(f"[{index}/{count}] {_name(new)} is healthy; waiting {dns_grace:.0f}s for nginx to see it")
         time.sleep(dns_grace)
+        proxy = _nginx(engine, project.name)
+        if proxy:
+            keep = [a for c in replicas(engine, project.name, service) if c["Id"] != victim["Id"]
+                    for a in _addresses(engine, c["Id"], proxy)]
+            progress(f"[{index}/{count}] nginx sends no new request to {_name(victim)}")
+            _nginx_script(client, proxy, "pin", *keep)
+            time.sleep(PIN_SETTLE_S)
         progress(f"[{index}/{count}] stopping {_name(victim)} (in-flight requests finish first)")
-        client.container.stop(victim["Id"], time=stop_timeout)
-        client.container.remove(victim["Id"], force=True)
+        try:
+            client.container.stop(victim["Id"], time=stop_timeout)
+            client.container.remove(victim["Id"], force=True)
+        finally:
+            if proxy:
+                _nginx_script(client, proxy, "unpin")
         result.replaced.append(_name(victim))
     return result
+
+
+PIN_SETTLE_S = 2.0  # nginx's graceful reload: new workers take over, old ones finish their requests
+
+
+def _nginx(engine: Engine, project: str) -> str | None:
+    """The running nginx container of the project (production profile), if any."""
+    running = replicas(engine, project, "nginx")
+    return running[0]["Id"] if running else None
+
+
+def _addresses(engine: Engine, container_id: str, proxy_id: str, port: int = 5000) -> list[str]:
+    """IP:port of the replica on the network(s) it shares with nginx."""
+    shared = set(engine.inspect(proxy_id).get("NetworkSettings", {}).get("Networks", {}))
+    networks = engine.inspect(container_id).get("NetworkSettings", {}).get("Networks", {})
+    return [f"{net['IPAddress']}:{port}" for name, net in networks.items() if name in shared and net.get("IPAddress")]
+
+
+def _nginx_script(client: DockerClient, proxy_id: str, *args: str) -> None:
+    """Run docker/nginx/montero-nginx.sh in the nginx container (pin IP:PORT… | unpin)."""
+    from python_on_whales.exceptions import DockerException
+
+    try:
+        client.container.execute(proxy_id, ["sh", "/usr/local/bin/montero-nginx", *args])
+    except DockerException as exc:
+        raise CommandFailed(f"nginx refused `montero-nginx {args[0]}`: {(exc.stderr or '').strip()[-300:]}",
+                            hint="check `montero logs nginx`") from exc
