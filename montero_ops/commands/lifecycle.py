@@ -163,11 +163,18 @@ def scale(
     """
     from montero_ops.services.stack import current_variant, parse_scales
 
+    from montero_ops.output import info
+    from montero_ops.services.rolling import scale_down
+
     state = get_state(ctx)
+    scales = parse_scales(replicas)
     # With nginx running, scale inside the production variant: without its file and profile
     # compose would recreate every app replica (with host ports) and drop requests.
-    profiles = list(current_variant(state.engine(), state.project()).profiles)
-    start_and_wait(state, profiles, False, parse_scales(replicas), not no_wait, timeout)
+    variant = current_variant(state.engine(), state.project())
+    # Behind nginx, surplus replicas are drained first (nginx pinned to the others), then removed.
+    for service, count in scales.items():
+        scale_down(state.client(variant), variant, service, count, progress=info, engine=state.engine())
+    start_and_wait(state, list(variant.profiles), False, scales, not no_wait, timeout)
 
 
 def restart(

@@ -108,22 +108,54 @@ def rolling_restart(
         result.started.append(_name(new))
         progress(f"[{index}/{count}] {_name(new)} is healthy; waiting {dns_grace:.0f}s for nginx to see it")
         time.sleep(dns_grace)
-        proxy = _nginx(engine, project.name)
-        if proxy:
-            keep = [a for c in replicas(engine, project.name, service) if c["Id"] != victim["Id"]
-                    for a in _addresses(engine, c["Id"], proxy)]
-            progress(f"[{index}/{count}] nginx sends no new request to {_name(victim)}")
-            _nginx_script(client, proxy, "pin", *keep)
-            time.sleep(PIN_SETTLE_S)
-        progress(f"[{index}/{count}] stopping {_name(victim)} (in-flight requests finish first)")
-        try:
-            client.container.stop(victim["Id"], time=stop_timeout)
-            client.container.remove(victim["Id"], force=True)
-        finally:
-            if proxy:
-                _nginx_script(client, proxy, "unpin")
+        retire(client, engine, project, service, [victim], stop_timeout, _prefixed(progress, f"[{index}/{count}] "))
         result.replaced.append(_name(victim))
     return result
+
+
+def _prefixed(progress: Progress, prefix: str) -> Progress:
+    return lambda message: progress(prefix + message)
+
+
+def retire(client: DockerClient, engine: Engine, project: Project, service: str, victims: list[dict[str, Any]],
+           stop_timeout: int = 30, progress: Progress = lambda _msg: None) -> None:
+    """Stop and remove replicas without a request reaching them while they shut down.
+
+    With nginx running, it is first pinned to the other replicas (graceful reload); afterwards
+    it goes back to Docker's DNS.
+    """
+    gone = {v["Id"] for v in victims}
+    proxy = _nginx(engine, project.name)
+    names = ", ".join(_name(v) for v in victims)
+    if proxy:
+        keep = [a for c in replicas(engine, project.name, service) if c["Id"] not in gone
+                for a in _addresses(engine, c["Id"], proxy)]
+        if not keep:
+            raise UsageError(f"refusing to stop every '{service}' replica behind nginx")
+        progress(f"nginx sends no new request to {names}")
+        _nginx_script(client, proxy, "pin", *keep)
+        time.sleep(PIN_SETTLE_S)
+    progress(f"stopping {names} (in-flight requests finish first)")
+    try:
+        for victim in victims:
+            client.container.stop(victim["Id"], time=stop_timeout)
+            client.container.remove(victim["Id"], force=True)
+    finally:
+        if proxy:
+            _nginx_script(client, proxy, "unpin")
+
+
+def scale_down(client: DockerClient, project: Project, service: str, target: int,
+               progress: Progress = lambda _msg: None, engine: Engine | None = None) -> list[str]:
+    """Remove the newest replicas above `target` through `retire` (compose would stop them while
+    nginx still sends them requests). Returns the names removed; compose then finds `target` running."""
+    engine = engine or Engine()
+    running = replicas(engine, project.name, service)
+    victims = running[target:] if 0 < target < len(running) else []
+    if victims and _nginx(engine, project.name):
+        retire(client, engine, project, service, victims, progress=progress)
+        return [_name(v) for v in victims]
+    return []
 
 
 PIN_SETTLE_S = 2.0  # nginx's graceful reload: new workers take over, old ones finish their requests
