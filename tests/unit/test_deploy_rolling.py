@@ -1,0 +1,98 @@
+"""Rolling restart and scale-down behind nginx: the engine and the docker client faked at the boundary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import pytest
+
+from montero_ops.errors import StackNotRunning
+from montero_ops.project import Project
+from montero_ops.services import rolling
+
+NET = "proj_default"
+
+
+class FakeEngine:
+    def __init__(self) -> None:
+        self.containers: dict[str, dict[str, Any]] = {}
+
+    def add(self, cid: str, service: str, created: int, ip: str, health: str = "healthy") -> None:
+        self.containers[cid] = {"Id": cid, "Names": [f"/proj-{service}-{cid}"], "Created": created,
+                                "Labels": {"com.docker.compose.service": service}, "ip": ip, "health": health}
+
+    def project_containers(self, project: str, all: bool = True) -> list[dict[str, Any]]:
+        return list(self.containers.values())
+
+    def inspect(self, cid: str) -> dict[str, Any]:
+        c = self.containers[cid]
+        return {"State": {"Running": True, "Health": {"Status": c["health"]}},
+                "NetworkSettings": {"Networks": {NET: {"IPAddress": c["ip"]}}}}
+
+
+@pytest.fixture()
+def project(tmp_path: Path) -> Project:
+    return Project(tmp_path, "proj", tmp_path / ".env", (tmp_path / "docker" / "compose.yml",))
+
+
+def test_scale_down_pins_nginx_to_the_keepers_then_removes_the_newest(project: Project,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rolling, "PIN_SETTLE_S", 0)
+    engine = FakeEngine()
+    engine.add("n1", "nginx", 1, "10.0.0.9")
+    for i, cid in enumerate(["a1", "a2", "a3"]):
+        engine.add(cid, "app", 10 + i, f"10.0.0.{i + 1}")
+    client = mock.MagicMock()
+    calls: list[Any] = []
+    client.container.execute.side_effect = lambda cid, cmd: calls.append(("exec", cid, cmd))
+    client.container.stop.side_effect = lambda cid, time: calls.append(("stop", cid))
+    client.container.remove.side_effect = lambda cid, force: calls.append(("rm", cid))
+    removed = rolling.scale_down(client, project, "app", 1, engine=engine)  # type: ignore[arg-type]
+    assert removed == ["proj-app-a2", "proj-app-a3"]
+    assert calls == [
+        ("exec", "n1", ["sh", "/usr/local/bin/montero-nginx", "pin", "10.0.0.1:5000"]),
+        ("stop", "a2"), ("rm", "a2"), ("stop", "a3"), ("rm", "a3"),
+        ("exec", "n1", ["sh", "/usr/local/bin/montero-nginx", "unpin"]),
+    ]
+
+
+def test_scale_down_without_nginx_leaves_it_to_compose(project: Project) -> None:
+    engine = FakeEngine()
+    engine.add("a1", "app", 1, "10.0.0.1")
+    engine.add("a2", "app", 2, "10.0.0.2")
+    client = mock.MagicMock()
+    assert rolling.scale_down(client, project, "app", 1, engine=engine) == []  # type: ignore[arg-type]
+    client.container.stop.assert_not_called()
+
+
+def test_unpin_even_when_the_stop_fails(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rolling, "PIN_SETTLE_S", 0)
+    engine = FakeEngine()
+    engine.add("n1", "nginx", 1, "10.0.0.9")
+    engine.add("a1", "app", 2, "10.0.0.1")
+    engine.add("a2", "app", 3, "10.0.0.2")
+    client = mock.MagicMock()
+    client.container.stop.side_effect = RuntimeError("boom")
+    with pytest.raises(RuntimeError):
+        rolling.scale_down(client, project, "app", 1, engine=engine)  # type: ignore[arg-type]
+    assert client.container.execute.call_args.args[1][-1] == "unpin"
+
+
+def test_rolling_restart_needs_running_replicas(project: Project) -> None:
+    with pytest.raises(StackNotRunning):
+        rolling.rolling_restart(mock.MagicMock(), project, engine=FakeEngine())  # type: ignore[arg-type]
+
+
+def test_a_new_replica_that_is_not_healthy_stops_nothing(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = FakeEngine()
+    engine.add("a1", "app", 1, "10.0.0.1")
+    client = mock.MagicMock()
+    client.compose.up.side_effect = lambda **kw: engine.add("a2", "app", 2, "10.0.0.2", health="unhealthy")
+    with pytest.raises(Exception, match="not healthy"):
+        rolling.rolling_restart(client, project, engine=engine, timeout=5)  # type: ignore[arg-type]
+    client.container.stop.assert_not_called()
+    assert client.compose.up.call_args.kwargs == {"services": ["app"], "scales": {"app": 2}, "recreate": False,
+                                                  "dependencies": False, "detach": True, "no_build": True,
+                                                  "quiet": True}
