@@ -271,3 +271,30 @@ def test_stack_start_keeps_scale_and_reports_unhealthy(docker, engine, project: 
     assert err.value.message == "service 'app' is unhealthy after start"
     # `compose start`, not `up`: `up app` would scale three replicas back to one.
     assert [c[len(prefix):] for c in docker.calls] == [["start", "app"]]
+
+
+def test_damaged_database_with_matching_checksum(cli: Callable[..., Result], shop: Path) -> None:
+    """E.g. a safety backup of a damaged database: checksums match, integrity_check does not."""
+    from montero_ops.services.backups.manifest import sha256_file
+
+    bid = backup(cli)
+    folder = shop / "backups" / bid
+    file = folder / "mi_sistema.db"
+    data = bytearray(file.read_bytes())
+    page = 4096
+    for offset in range(page * 2, len(data), page):  # scribble over every page but the first two
+        data[offset + 100: offset + 400] = b"\x5a" * 300
+    file.write_bytes(bytes(data))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"][0].update(size=file.stat().st_size, sha256=sha256_file(file))
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    before = state(shop)
+    result = cli("restore", "sqlite", bid, "--yes")
+    refused(result, 2, result.stderr.splitlines()[0])
+    assert result.stderr.startswith(f"Error: backup {bid} is damaged: mi_sistema.db fails PRAGMA integrity_check: ")
+    assert state(shop) == before
+
+
+def test_backup_without_the_asked_part(cli: Callable[..., Result], shop: Path) -> None:
+    bid = backup(cli)
+    refused(cli("restore", "redis", bid, "--yes"), 2, f"Error: backup {bid} holds sqlite, not redis")
