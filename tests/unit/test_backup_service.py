@@ -231,3 +231,29 @@ def test_redis_round_trip(proj: Project, tmp_path: Path, appendonly: bool) -> No
         assert server.client().get("k:42") == "42"
     finally:
         server.stop()
+
+
+@needs_redis
+def test_failed_redis_start_puts_the_safety_backup_back(proj: Project, tmp_path: Path) -> None:
+    from montero_ops.errors import MonteroError
+
+    server = RedisProcess(tmp_path / "redis-data", appendonly=True)
+    server.start()
+
+    class FlakyStart(LocalStack):
+        def start(self, services: list[str]) -> None:
+            super().start(services)
+            if self.events.count("start redis") == 1:
+                raise MonteroError("redis not healthy after 180 s")
+
+    try:
+        server.client().set("state", "backed-up")
+        stack = FlakyStart(server)
+        folder, _ = create_backup(proj, "redis", stack, proj.backups_dir)
+        server.client().set("state", "current")
+        with pytest.raises(MonteroError) as err:
+            run_restore(plan_restore(proj, "redis", folder, proj.backups_dir), proj, stack, proj.backups_dir)
+        assert "the data from before the restore was put back" in err.value.message
+        assert server.client().get("state") == "current"
+    finally:
+        server.stop()
