@@ -159,9 +159,15 @@ def test_up_starts_a_healthy_stack(stack: Any) -> None:
     # The app runs on the image built above, as uid 1000, with the data on the host.
     app = next(i for i in infos if i["Config"]["Labels"][SERVICE_LABEL] == "app")
     assert app["Config"]["Image"] == stack.env["MONTERO_APP_IMAGE"]
-    status, body, _ = stack.get("/health")
-    assert status == 200, body
-    health = json.loads(body)
+    # The app's own view: Redis reachable too. Its Redis probe times out after 1 s, so on a
+    # loaded machine one answer may say "degraded"; the bound is what counts.
+    health: dict[str, Any] = {}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and health.get("status") != "ok":
+        status, body, _ = stack.get("/health")
+        assert status == 200, body
+        health = json.loads(body)
+        time.sleep(0 if health["status"] == "ok" else 1)
     assert health["status"] == "ok" and health["redis"]["status"] == "ok", health
     assert health["database"]["revision"], health
     assert (stack.root / "data" / "mi_sistema.db").is_file()
@@ -392,7 +398,7 @@ def test_up_with_a_short_secret_in_production_fails_with_the_reason(stack_projec
     assert reason in done.stderr, done.stderr
     # The app said it in one line (printed among the evidence), and montero ends with its own
     # error line, not a traceback of its own.
-    assert [ln for ln in done.stderr.splitlines() if reason in ln][0].strip().startswith("montero_api:")
+    assert next(ln for ln in done.stderr.splitlines() if reason in ln).strip().startswith("montero_api:")
     assert done.stderr.strip().splitlines()[-2].startswith("Error: service 'app'"), done.stderr[-500:]
     assert "montero_ops" not in done.stderr
     app = containers(stack_project.name, "app")
