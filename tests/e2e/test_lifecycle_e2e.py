@@ -385,8 +385,8 @@ def test_daemon_unreachable_exits_3_with_the_fix(stack: Any, args: tuple[str, ..
     nowhere = {"DOCKER_HOST": f"unix:///tmp/montero-e2e-{uuid.uuid4().hex[:8]}.sock"}
     done = stack.run_montero(*args, env=nowhere, timeout=120)
     assert done.returncode == 3, (args, done.stdout, done.stderr)
-    assert "docker" in done.stderr.lower()
-    assert "montero setup" in done.stderr or "start Docker" in done.stderr, done.stderr
+    assert "Error: the Docker" in done.stderr, done.stderr
+    assert "Fix: start Docker" in done.stderr and "montero setup" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
 
 
