@@ -49,10 +49,11 @@ def import_profile(top: int = 8) -> str:
 def fig1(settings: Settings) -> Figure:
     fig = Figure(1, "`montero --help` / `--version` wall time", "faster than `docker compose version`")
     py = montero_python()
+    floor = "python -c pass (floor)"
     steps = {
         "montero --help": ["montero", "--help"],
         "montero --version": ["montero", "--version"],
-        "python -c pass (floor)": [py, "-c", "pass"],
+        floor: [py, "-c", "pass"],
         "docker compose version": ["docker", "compose", "version"],
     }
     runs = Settings(runs=max(settings.runs, 10), warmup=2)  # cheap commands: more runs
@@ -60,11 +61,11 @@ def fig1(settings: Settings) -> Figure:
     compose = samples["docker compose version"]
     fig.header = ["command", "median", "ratio to `docker compose version`"]
     fig.rows = [[f"`{n}`", fmt_s(s.median), fmt_ratio(ratio(s, compose))] for n, s in samples.items()]
-    worst = max(samples["montero --help"].median, samples["montero --version"].median)
-    fig.verdict = verdict(worst < compose.median)
-    fig.summary = (f"--help {fmt_s(samples['montero --help'].median)}, --version "
-                   f"{fmt_s(samples['montero --version'].median)} vs compose {fmt_s(compose.median)} "
-                   f"(ratio {fmt_ratio(worst / compose.median)})")
+    help_s, version_s = samples["montero --help"].median, samples["montero --version"].median
+    fig.verdict = verdict(max(help_s, version_s) < compose.median)
+    fig.summary = (f"--version {fmt_s(version_s)} ({'met' if version_s < compose.median else 'missed'}), "
+                   f"--help {fmt_s(help_s)} ({'met' if help_s < compose.median else 'missed'}) vs "
+                   f"`docker compose version` {fmt_s(compose.median)}; floor {fmt_s(samples[floor].median)}")
     fig.runs = runs.runs
     fig.notes.append(import_profile())
     return fig
@@ -161,6 +162,13 @@ LOG_OVERRIDE = """services:
     restart: "no"
     depends_on: !reset {{}}
     ports: !reset []
+    # The stack rotates app logs at 3 x 10 MB (~110k lines here): lift it, or the
+    # "1 million lines" would be the last 110k.
+    logging:
+      driver: json-file
+      options:
+        max-size: "2g"
+        max-file: "1"
 """
 
 
@@ -191,6 +199,8 @@ def fig10(settings: Settings, lines: int = 1_000_000) -> Figure:
             run(["docker", "start", "-a", name], capture=True, timeout=300)
         log(f"fig10: {lines - chunk:,} more lines written in {time.monotonic() - started:.0f}s")
         count = _count_lines(stack)
+        if count < lines * 0.99:
+            raise BenchError(f"only {count:,} of {lines:,} log lines are visible to `docker compose logs`")
         full = alternate(steps, Settings(runs=settings.runs, warmup=1), env=stack.env, memory=True, timeout=600)
         count_after = _count_lines(stack)
         a, b = "montero logs app --since 10m", "docker compose logs app --since 10m"

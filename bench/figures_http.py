@@ -12,7 +12,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from bench.lib import BenchError, Settings, free_port, fmt_ratio, log, run, wait_http
+from bench.lib import BenchError, Settings, fmt_ratio, free_port, log, run, wait_http
 from bench.report import Figure, verdict
 from bench.stack import REPO, Stack
 
@@ -64,7 +64,7 @@ def wrk(url: str, seconds: int, token: str | None = None, connections: int = 32)
         cmd[1:1] = ["-H", f"Authorization: Bearer {token}"]
     out = run(cmd, timeout=seconds + 60).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p99 = re.search(r"^\s*99%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+    p99 = re.search(r"^\s*99%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE)
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
     p99_ms = float(p99.group(1)) * scale[p99.group(2)] if p99 else float("nan")
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)

@@ -13,8 +13,8 @@ import socket
 import statistics
 import subprocess
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 Cmd = Sequence[str]
 # One command of a comparison: its argv, or a callable doing the work (returns nothing).

@@ -165,7 +165,7 @@ def write_doc(figures: dict[int, Figure], info: dict[str, str], skipped: dict[in
 
 
 def stamp(fig: Figure, info: dict[str, str], runs: int) -> Figure:
-    fig.measured_at = info["date"]
+    fig.measured_at = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     fig.machine = machine_line(info)
     fig.runs = fig.runs or runs
     return fig

@@ -10,23 +10,24 @@ project names and free loopback ports; everything started is removed at the end.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import report  # noqa: E402
-from bench.figures_build import fig5, fig6  # noqa: E402
-from bench.figures_cli import fig1, fig2, fig3, fig4, fig10  # noqa: E402
-from bench.figures_http import fig7, fig8  # noqa: E402
-from bench.lib import BenchError, Settings, ensure_tools, log, run  # noqa: E402
-from bench.report import Figure  # noqa: E402
-from bench.stack import APP_IMAGE, REPO, Stack  # noqa: E402
+from bench import report
+from bench.figures_build import fig5, fig6
+from bench.figures_cli import fig1, fig2, fig3, fig4, fig10
+from bench.figures_http import fig7, fig8
+from bench.lib import BenchError, Settings, ensure_tools, log, run
+from bench.report import Figure
+from bench.stack import APP_IMAGE, REPO, Stack
 
 NEEDS_IMAGE = {2, 3, 4, 6, 7, 8, 10}
 NEEDS_RUNNING = {2, 3, 7, 8}
@@ -37,6 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--only", default="", help="comma-separated figure numbers (default: all ten)")
     parser.add_argument("--quick", action="store_true", help="3 runs instead of 5, shorter load tests (smoke run)")
     parser.add_argument("--no-doc", action="store_true", help="print results, do not touch docs/benchmarks.md")
+    parser.add_argument("--doc-only", action="store_true",
+                        help="measure nothing: rewrite docs/benchmarks.md from bench/results.json")
     args = parser.parse_args(argv)
     try:
         args.figures = sorted({int(n) for n in args.only.split(",") if n.strip()}) or list(range(1, 11))
@@ -68,26 +71,41 @@ def fig9(settings: Settings) -> Figure:
     # Its own heading becomes a paragraph under ours; its table and notes are kept as printed.
     fig.extra_markdown = "\n".join(ln.lstrip("# ") if ln.startswith("###") else ln
                                     for ln in proc.stdout.strip().splitlines())
-    ratios: dict[str, float] = {}
-    for line in proc.stdout.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 4 and (cells[0] == "idle" or cells[0].startswith("under writes")):
-            try:
-                ratios["idle" if cells[0] == "idle" else "under writes"] = float(cells[3].rstrip("×x "))
-            except ValueError:
-                pass
-    fig.summary = ", ".join(f"{k} ratio {v:.2f}" for k, v in ratios.items()) or "see the table"
-    fig.verdict = ("met" if ratios and all(v <= 1.1 for v in ratios.values())
-                   else "missed" if ratios else "not measured")
+    fig.summary, fig.verdict = summarize_backup(proc.stdout)
     fig.runs = max(5, settings.runs)
     fig.notes.append("measured by bench/bench_backup.py (see its docstring for the method), each command "
                      "bounded at 90 s: `sqlite3 .backup` restarts whenever another connection writes")
     return fig
 
 
+def summarize_backup(text: str) -> tuple[str, str]:
+    """Summary and verdict from bench_backup.py's table (ratios, or who did not finish)."""
+    parts: list[str] = []
+    ratios: list[float] = []
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 4 or not (cells[0] == "idle" or cells[0].startswith("under writes")):
+            continue
+        label = "idle" if cells[0] == "idle" else "under writes"
+        try:
+            value = float(cells[3].rstrip("×x "))
+        except ValueError:
+            parts.append(f"{label}: montero {cells[1]}, sqlite3 {cells[2]}")
+            continue
+        ratios.append(value)
+        parts.append(f"{label}: {cells[1]} vs {cells[2]} (ratio {value:.2f})")
+    if not parts:
+        return "see the table", "not measured"
+    return "; ".join(parts), "met" if ratios and all(v <= 1.1 for v in ratios) else "missed"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings = Settings(runs=3 if args.quick else 5, warmup=1, quick=args.quick)
+    if args.doc_only:
+        saved = json.loads(report.RESULTS.read_text()) if report.RESULTS.is_file() else {}
+        report.write_doc(report.load(), saved.get("machine") or report.machine(), {}, _previous_minutes(30))
+        return 0
     started = time.monotonic()
     for note in ensure_tools():
         log(note)
@@ -142,9 +160,6 @@ def main(argv: list[str] | None = None) -> int:
             main_stack.down()
         if main_stack:
             attempt(6, lambda: fig6(main_stack, settings))  # type: ignore[arg-type]
-            candidate = REPO / "bench" / "candidates" / "logs_fast.py"
-            if candidate.is_file():
-                os.environ.setdefault("MONTERO_BENCH_LOGS_CANDIDATE", str(candidate))
             attempt(10, lambda: fig10(settings, lines=200_000 if settings.quick else 1_000_000))
             attempt(4, lambda: fig4(settings))
         attempt(5, lambda: fig5(settings))
