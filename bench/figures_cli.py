@@ -141,7 +141,7 @@ def fig4(settings: Settings) -> Figure:
         fig.summary = (f"{fmt_s(samples['montero up'].median)} vs "
                        f"{fmt_s(samples['docker compose up -d --wait'].median)} (ratio {fmt_ratio(r)})")
         fig.runs = runs.runs
-        fig.notes.append("both wait for the app's healthcheck (interval 15 s in docker/compose.yml), which "
+        fig.notes.append("both wait for the app's healthcheck (its interval in docker/compose.yml), which "
                          "dominates the time; `docker compose down --volumes` runs, unmeasured, before each start")
         return fig
     finally:

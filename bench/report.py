@@ -148,7 +148,7 @@ def write_doc(figures: dict[int, Figure], info: dict[str, str], skipped: dict[in
         fig = figures[number]
         parts.append(f"## {number}. {fig.title}\n")
         parts.append(f"Target: {fig.target}. Measured {fig.measured_at}"
-                     + (f", {fig.runs} runs per command" if fig.runs else "")
+                     + (f", {fig.runs} run{'s' if fig.runs != 1 else ''} per command" if fig.runs else "")
                      + (f" on {fig.machine}" if fig.machine and fig.machine != machine_line(info) else "") + ".\n")
         if fig.table():
             parts.append(fig.table() + "\n")
