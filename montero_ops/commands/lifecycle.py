@@ -78,8 +78,9 @@ def start_and_wait(state: State, project_profiles: list[str], build: bool, scale
         with spinner(f"waiting for services to be healthy (up to {timeout}s)"):
             states = stack.wait_healthy(engine, project.name, timeout)
     except stack.StackUnhealthy as exc:
-        _print_failure(stack.add_evidence(client, engine, exc.report))
-        raise
+        report = stack.add_evidence(client, engine, exc.report)
+        _print_failure(report)
+        raise stack.StackUnhealthy(report) from exc  # now with the service's own reason
     healthy = sum(1 for c in states if c.health == "healthy")
     success(f"stack is up: {len(states)} containers, {healthy} healthy")
 
@@ -161,10 +162,9 @@ def scale(
 
     Example: montero scale app=3
     """
-    from montero_ops.services.stack import current_variant, parse_scales
-
     from montero_ops.output import info
     from montero_ops.services.rolling import scale_down
+    from montero_ops.services.stack import current_variant, parse_scales
 
     state = get_state(ctx)
     scales = parse_scales(replicas)

@@ -8,6 +8,7 @@ log lines and its health-probe outputs (the kamal approach).
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -107,11 +108,25 @@ class FailureReport:
     logs: list[str] = field(default_factory=list)
     probes: list[str] = field(default_factory=list)
 
+    @property
+    def cause(self) -> str | None:
+        """The service's own one-line reason, e.g. the app's configuration error, if its logs hold one."""
+        for line in reversed(self.logs):
+            if _CAUSE.search(line) and not _NOISE.search(line):
+                return line.strip()[:300]
+        return None
+
+
+_CAUSE = re.compile(r"error|refus|fatal|denied|not writable|exception", re.IGNORECASE)
+# gunicorn's own shutdown chatter names no cause; the line before it does.
+_NOISE = re.compile(r"Worker failed to boot|Shutting down: Master|Reason: Worker|Traceback", re.IGNORECASE)
+
 
 class StackUnhealthy(CommandFailed):
     def __init__(self, report: FailureReport) -> None:
+        cause = report.cause
         super().__init__(
-            f"service '{report.service}' {report.reason}",
+            f"service '{report.service}' {report.reason}" + (f": {cause}" if cause else ""),
             hint=f"see the logs above; `montero logs {report.service}` shows more",
         )
         self.report = report

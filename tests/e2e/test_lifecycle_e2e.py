@@ -403,7 +403,9 @@ def test_up_with_a_short_secret_in_production_fails_with_the_reason(stack_projec
     # The app said it in one line (printed among the evidence), and montero ends with its own
     # error line, not a traceback of its own.
     assert next(ln for ln in done.stderr.splitlines() if reason in ln).strip().startswith("montero_api:")
-    assert done.stderr.strip().splitlines()[-2].startswith("Error: service 'app'"), done.stderr[-500:]
+    error_line = done.stderr.strip().splitlines()[-2]
+    assert error_line.startswith("Error: service 'app'"), done.stderr[-500:]
+    assert reason in error_line, error_line  # the app's reason is montero's own one line too
     assert "montero_ops" not in done.stderr
     app = containers(stack_project.name, "app")
     assert app and all(health_of(i) != "healthy" for i in app)

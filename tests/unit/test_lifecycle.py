@@ -155,3 +155,12 @@ def test_scale_keeps_production_mode(cli, docker: DockerCalls, engine: FakeEngin
     assert cli("scale", "app=2", "--no-wait").exit_code == 0
     assert docker.calls == [compose_prefix(project, profiles=("production",), files=(production,))
                             + ["up", "--detach", "--scale", "app=2"]]
+
+
+def test_crash_loop_error_line_carries_the_apps_own_reason(cli, docker: DockerCalls, engine: FakeEngine) -> None:
+    engine.timeline = [[container("app", health="starting", restarts=n)] for n in (0, 1, 2, 3)]
+    reason = "montero_api: configuration error: SECRET_KEY is shorter than 32 characters; refusing to start"
+    docker.respond(lambda c: "logs" in c, f"[INFO] Starting gunicorn\n{reason}\n[INFO] Shutting down: Master\n")
+    result = cli("up")
+    assert result.exit_code == 1
+    assert f"Error: service 'app' keeps restarting (2 restarts while waiting): {reason}" in result.stderr
