@@ -54,12 +54,13 @@ def health(ctx: typer.Context, json: JsonOption = False) -> None:
     Example: montero health --json
     """
     from montero_ops.output import console, print_json
-    from montero_ops.services.status import container_statuses, defined_services, services_health
+    from montero_ops.services.status import container_statuses, services_health, start_defined_services
 
     state = get_state(ctx)
     project = state.project()
     engine = state.engine()
-    result = services_health(container_statuses(engine, project.name), defined_services(project))
+    expected = start_defined_services(project)  # runs while the engine answers
+    result = services_health(container_statuses(engine, project.name), expected())
     ok = all(s.ok for s in result) and bool(result)
     if json:
         print_json({"ok": ok, "services": [s.to_dict() for s in result]})
