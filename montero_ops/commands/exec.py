@@ -1,4 +1,4 @@
-"""exec, shell, test: run something inside a running service container."""
+"""exec, shell: run something inside a running service container; test: the backend suite in a one-off one."""
 
 from __future__ import annotations
 
@@ -19,16 +19,8 @@ def _tty() -> bool:
     return sys.stdin.isatty() and sys.stdout.isatty()
 
 
-# docker exec's codes for "command not found / not executable" in the container.
-NOT_FOUND_CODES = (126, 127)
-
-
-def run_in(state: State, service: str, build_cmd: Callable[[DockerClient], list[str]],
-           missing: tuple[str, str] | None = None) -> None:
-    """Check the service runs, run the command attached, exit with its exit code.
-
-    `missing` = (message, fix) reported when the program does not exist in the image.
-    """
+def run_in(state: State, service: str, build_cmd: Callable[[DockerClient], list[str]]) -> None:
+    """Check the service runs, run the command attached, exit with its exit code."""
     from montero_ops.services.dockercmd import run_passthrough
     from montero_ops.services.status import require_running
 
@@ -37,10 +29,6 @@ def run_in(state: State, service: str, build_cmd: Callable[[DockerClient], list[
     cmd = build_cmd(client)
     print_verbose(state.verbose, cmd)
     code = run_passthrough(cmd)
-    if code in NOT_FOUND_CODES and missing:
-        from montero_ops.errors import CommandFailed
-
-        raise CommandFailed(missing[0], hint=missing[1])
     if code:
         raise typer.Exit(code)
 
@@ -81,15 +69,23 @@ def test(
     ] = None,
     cov: Annotated[bool, typer.Option("--cov", help="Measure coverage of montero_api.")] = False,
 ) -> None:
-    """Run the backend's pytest suite inside the app container.
+    """Run the backend's pytest suite (tests/backend) in a one-off container; exits with pytest's code.
+
+    Builds the app image's `test` stage first (docker/compose.test.yml; cached after the
+    first run), then runs pytest in `docker run --rm` with this checkout's backend/ and
+    tests/backend mounted read-only. The stack need not be running.
 
     Example: montero test --cov -- -k health -x
     """
-    from montero_ops.services.containers import APP_SERVICE, test_cmd
+    from montero_ops.services.testrun import run_tests, suite_project
 
-    run_in(get_state(ctx), APP_SERVICE, lambda client: test_cmd(client, pytest_args or [], _tty(), cov=cov),
-           missing=("pytest is not installed in the app image",
-                    "use an image built with the test requirements, or run `pytest tests/backend` on the host"))
+    state = get_state(ctx)
+    project = state.project()
+    client = state.client(suite_project(project))
+    code = run_tests(client, project, pytest_args or [], _tty(), cov=cov,
+                     show=lambda cmd: print_verbose(state.verbose, cmd))
+    if code:
+        raise typer.Exit(code)
 
 
 def register(app: typer.Typer) -> None:

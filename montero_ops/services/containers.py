@@ -1,4 +1,4 @@
-"""Commands run inside a service's container: exec, shell, test, migrate.
+"""Commands run inside a service's running container: exec, shell, migrate.
 
 All go through `docker compose exec` with the terminal attached, so output streams
 and the in-container exit code becomes montero's exit code.
@@ -17,7 +17,6 @@ APP_SERVICE = "app"
 APP_DIR = "/app"
 # One exec that prefers bash and falls back to sh: no probe round-trip, works in slim images.
 SHELL_CMD = ["sh", "-c", "if command -v bash >/dev/null 2>&1; then exec bash; else exec sh; fi"]
-COVERAGE_ARGS = ["--cov=montero_api", "--cov-report=term-missing"]
 
 
 def exec_cmd(
@@ -41,11 +40,6 @@ def exec_cmd(
 
 def shell_cmd(client: DockerClient, service: str, tty: bool, root: bool = False) -> list[str]:
     return exec_cmd(client, service, SHELL_CMD, tty, user="root" if root else None)
-
-
-def test_cmd(client: DockerClient, pytest_args: list[str], tty: bool, cov: bool = False) -> list[str]:
-    args = ["pytest", *(COVERAGE_ARGS if cov else []), *pytest_args]
-    return exec_cmd(client, APP_SERVICE, args, tty, workdir=APP_DIR)
 
 
 def alembic_cmd(client: DockerClient, alembic_args: list[str], tty: bool) -> list[str]:

@@ -56,7 +56,7 @@ def test_dockerfile_is_multistage_with_overridable_base(dockerfile: str) -> None
 
 
 def test_runtime_copies_only_the_venv_and_the_code(dockerfile: str) -> None:
-    runtime = dockerfile.split("AS runtime", 1)[1]
+    runtime = dockerfile.split("AS runtime", 1)[1].split("\nFROM runtime AS test", 1)[0]
     copies = re.findall(r"^COPY (.+)$", runtime, re.MULTILINE)
     assert copies == [
         "--from=builder /opt/venv /opt/venv",
@@ -73,6 +73,19 @@ def test_requirements_installed_before_code_without_pip_cache(dockerfile: str) -
     install = builder.index("pip install --no-cache-dir -r /tmp/requirements.txt")
     assert req < install
     assert dockerfile.index("COPY backend/ /app/") > install
+
+
+def test_test_stage_is_last_and_compose_builds_the_runtime(dockerfile: str, compose: dict[str, Any]) -> None:
+    """Docker builds the last stage by default: the test stage is last, so compose pins runtime."""
+    assert re.findall(r"^FROM .*$", dockerfile, re.MULTILINE)[-1] == "FROM runtime AS test"
+    test = dockerfile.split("\nFROM runtime AS test", 1)[1]
+    assert "pip install --no-cache-dir -r /tmp/requirements-test.txt" in test
+    assert "--mount=type=secret,id=ca_certs,required=false" in test
+    assert re.findall(r"^USER (\w+)$", test, re.MULTILINE)[-1] == "appuser"
+    assert compose["services"]["app"]["build"]["target"] == "runtime"
+    tests_reqs = (REPO / "backend" / "requirements-test.txt").read_text()
+    assert {"pytest", "pytest-cov", "requests", "aiosmtpd"} <= {
+        re.split(r"[<>=\[]", line, 1)[0] for line in tests_reqs.splitlines() if line and not line.startswith("#")}
 
 
 def test_ca_certificates_come_as_a_build_secret_only(dockerfile: str) -> None:

@@ -129,13 +129,6 @@ def test_shell_prefers_bash_and_can_be_root(cli, docker: DockerCalls, engine: Fa
     ]
 
 
-def test_test_with_coverage_and_pytest_args(cli, docker: DockerCalls, engine: FakeEngine, prefix: list[str]) -> None:
-    engine.set(container("app"))
-    assert cli("test", "--cov", "--", "-k", "health", "-x").exit_code == 0
-    assert docker.calls == [prefix + ["exec", "-T", "--workdir", "/app", "app", "pytest", "--cov=montero_api",
-                                      "--cov-report=term-missing", "-k", "health", "-x"]]
-
-
 @pytest.mark.parametrize(
     ("args", "alembic"),
     [
@@ -166,14 +159,3 @@ def test_migrate_needs_the_stack(cli, docker: DockerCalls, engine: FakeEngine) -
     result = cli("migrate", "upgrade")
     assert result.exit_code == 1
     assert result.stderr.splitlines()[0] == "Error: service 'app' is not running"
-
-
-def test_test_without_pytest_in_the_image(cli, docker: DockerCalls, engine: FakeEngine) -> None:
-    engine.set(container("app"))
-    docker.respond(lambda c: "pytest" in c, DockerException(["docker"], 126))
-    result = cli("test")
-    assert result.exit_code == 1
-    assert result.stderr.splitlines() == [
-        "Error: pytest is not installed in the app image",
-        "  Fix: use an image built with the test requirements, or run `pytest tests/backend` on the host",
-    ]
