@@ -8,7 +8,6 @@ through python-on-whales (client.py).
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import socket
@@ -21,16 +20,51 @@ DEFAULT_SOCKET = "/var/run/docker.sock"
 API_VERSION = "v1.41"  # Docker 20.10+, the oldest engine montero supports
 
 
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
+def _exchange(path: str, timeout: float, request: bytes) -> tuple[int, bytes]:
+    """One HTTP/1.0 exchange over the unix socket: (status, body).
 
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self._path)
-        self.sock = sock
+    HTTP/1.0 on purpose: the engine then answers without chunked encoding and closes
+    the connection after the body, so the body is everything up to EOF and no HTTP
+    library is needed. `http.client` would do the same job, but importing it (with
+    `email` and `ssl`) costs about 18 ms, a quarter of `montero ps` (figure 2).
+    """
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(path)
+        sock.sendall(request)
+        chunks = []
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        sock.close()
+    raw = b"".join(chunks)
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    status_line = head.split(b"\r\n", 1)[0].split()
+    if not sep or len(status_line) < 2 or not status_line[1].isdigit():
+        raise ConnectionError(f"not an HTTP answer from {path}")
+    if b"\r\ntransfer-encoding: chunked" in head.lower():
+        body = _unchunk(body)
+    return int(status_line[1]), body
+
+
+def _unchunk(body: bytes) -> bytes:
+    """Chunked transfer decoding, in case a proxy in front of the engine answers HTTP/1.1."""
+    out = bytearray()
+    pos = 0
+    while True:
+        line_end = body.find(b"\r\n", pos)
+        if line_end < 0:
+            break
+        size = int(body[pos:line_end].split(b";")[0] or b"0", 16)
+        if size == 0:
+            break
+        out += body[line_end + 2:line_end + 2 + size]
+        pos = line_end + 2 + size + 2
+    return bytes(out)
 
 
 def socket_path() -> str | None:
@@ -57,14 +91,13 @@ class Engine:
     ) -> bytes:
         query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
         url = f"/{API_VERSION}{endpoint}" + (f"?{query}" if query else "")
-        conn = _UnixHTTPConnection(self.path, self.timeout)
+        headers = f"{method} {url} HTTP/1.0\r\nHost: docker\r\n"
+        payload = b""
+        if body is not None:
+            payload = json.dumps(body).encode()
+            headers += f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
         try:
-            if body is None:
-                conn.request(method, url)
-            else:
-                conn.request(method, url, body=json.dumps(body), headers={"Content-Type": "application/json"})
-            resp = conn.getresponse()
-            data: bytes = resp.read()
+            status, data = _exchange(self.path, self.timeout, (headers + "\r\n").encode() + payload)
         except FileNotFoundError as exc:
             raise DockerUnavailable(
                 f"the Docker socket {self.path} does not exist: the daemon is not running",
@@ -80,14 +113,12 @@ class Engine:
                 f"the Docker daemon is not answering on {self.path}",
                 hint="start or restart Docker (`sudo systemctl restart docker`) or run `montero setup`",
             ) from exc
-        finally:
-            conn.close()
-        if resp.status >= 400:
+        if status >= 400:
             try:
                 message = json.loads(data).get("message", "")
             except ValueError:
                 message = data.decode(errors="replace")
-            raise DockerUnavailable(f"Docker Engine API error {resp.status}: {message}")
+            raise DockerUnavailable(f"Docker Engine API error {status}: {message}")
         return data
 
     def ping(self) -> None:

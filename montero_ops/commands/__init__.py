@@ -2,6 +2,10 @@
 
 Command modules parse, call one service function, and render. They must not import
 python-on-whales or docker at module level (`montero --help` stays fast).
+
+The root group loads them lazily: `COMMANDS` says which module defines each top-level
+command, so `montero ps` imports and builds only `status` (docs/benchmarks.md, figure 2).
+tests/unit/test_help.py checks that this table matches what the modules register.
 """
 
 from __future__ import annotations
@@ -29,6 +33,29 @@ MODULES = [
     "deploy",
     "doctor",
 ]
+
+
+# Top-level command -> module, in the order of `montero --help`.
+COMMANDS: dict[str, str] = {
+    "build": "lifecycle", "up": "lifecycle", "down": "lifecycle", "start": "lifecycle",
+    "stop": "lifecycle", "restart": "lifecycle", "scale": "lifecycle",
+    "ps": "status", "status": "status", "health": "status",
+    "logs": "logs",
+    "exec": "exec", "shell": "exec", "test": "exec",
+    "migrate": "migrate",
+    "env": "env",
+    "config": "config",
+    "dev": "dev",
+    "inspect": "inspect",
+    "prune": "prune",
+    "backup": "backup", "restore": "backup", "backups": "backup",
+    "setup": "setup", "images": "setup",
+    "version": "version",
+    "tls": "tls",
+    "scan": "scan",
+    "deploy": "deploy",
+    "doctor": "doctor",
+}
 
 
 def load() -> list[ModuleType]:

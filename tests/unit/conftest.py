@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import os
 import stat
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner, Result
@@ -27,8 +28,10 @@ COMPOSE = """services:
 
 
 @pytest.fixture(autouse=True)
-def _fixed_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Rich at a fixed width, no colour, no forced terminal; no outside project settings."""
+def _fixed_terminal(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Rich at a fixed width, no colour, no forced terminal; no outside project settings;
+    montero's cache (compose's service list) in a temp folder, not the user's."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
     monkeypatch.setenv("COLUMNS", "200")
     monkeypatch.setenv("TERMINAL_WIDTH", "200")
     monkeypatch.setenv("NO_COLOR", "1")

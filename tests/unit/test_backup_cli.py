@@ -203,12 +203,12 @@ def test_redis_snapshot_runs_exactly_these_docker_commands(docker, engine, proje
                                                            monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """The docker boundary only: BGSAVE (never SAVE) through compose exec, files out with docker cp."""
     import python_on_whales.components.container.cli_wrapper as container_cli
-    from tests.unit.conftest import container
 
     from montero_ops.client import build_client
     from montero_ops.project import find_project
     from montero_ops.services.backups.redis_data import snapshot
     from montero_ops.services.backups.stack import ComposeStack
+    from tests.unit.conftest import container
 
     monkeypatch.setattr(container_cli, "run", docker)
     engine.set(container("redis"))
@@ -252,13 +252,12 @@ def test_prune_removes_unfinished_backups(cli: Callable[..., Result], shop: Path
 
 def test_stack_start_keeps_scale_and_reports_unhealthy(docker, engine, project: Path, prefix: list[str],
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.unit.conftest import container
-
     from montero_ops.client import build_client
     from montero_ops.errors import MonteroError
     from montero_ops.project import find_project
     from montero_ops.services.backups import stack as stack_module
     from montero_ops.services.backups.stack import ComposeStack
+    from tests.unit.conftest import container
 
     monkeypatch.setattr(stack_module.time, "sleep", lambda _s: None)
     engine.timeline = [

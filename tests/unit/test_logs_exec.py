@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import subprocess
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from python_on_whales.exceptions import DockerException
@@ -62,7 +62,7 @@ def test_logs_bad_tail(cli, calls: list[list[str]]) -> None:
 
 
 class FakeProcess:
-    started: list[list[str]] = []
+    started: ClassVar[list[list[str]]] = []
 
     def __init__(self, cmd: list[str], interrupt: bool = False) -> None:
         self.cmd = cmd

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-from montero_ops.services.redact import (MASK, is_secret, redact_compose_config, redact_env, redact_env_list,
-                                         redact_text, redact_url)
+from montero_ops.services.redact import (
+    MASK,
+    is_secret,
+    redact_compose_config,
+    redact_env,
+    redact_env_list,
+    redact_text,
+    redact_url,
+)
 
 
 def test_secret_names() -> None:

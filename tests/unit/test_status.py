@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.unit.conftest import FakeEngine, container, json_out
 
 
@@ -65,3 +67,67 @@ def test_health_engine_down_exit_3(cli, project, monkeypatch) -> None:
     assert result.stderr.splitlines()[0] == (
         "Error: the Docker socket /nonexistent/docker.sock does not exist: the daemon is not running"
     )
+
+
+def test_defined_services_are_cached_until_the_compose_inputs_change(
+    project, monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    """`health` asks compose for the service list once; a changed compose file, env file,
+    profile or COMPOSE_* variable asks again."""
+    import os
+    import subprocess
+
+    from montero_ops.project import find_project
+    from montero_ops.services import status as status_service
+
+    calls: list[list[str]] = []
+    real_popen = subprocess.Popen
+
+    def popen(cmd, *args, **kwargs):  # a real process that prints a fixed service list
+        calls.append(cmd)
+        return real_popen(["printf", "app\\nredis\\n"], *args, **kwargs)
+
+    monkeypatch.setattr(status_service.subprocess, "Popen", popen)
+    proj = find_project(project)
+
+    assert status_service.start_defined_services(proj)() == ["app", "redis"]
+    assert status_service.start_defined_services(proj)() == ["app", "redis"]
+    assert len(calls) == 1
+    assert calls[0][-2:] == ["config", "--services"]
+
+    compose = project / "docker" / "compose.yml"
+    st = compose.stat()
+    os.utime(compose, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    status_service.start_defined_services(proj)()
+    assert len(calls) == 2
+
+    status_service.start_defined_services(proj.with_profiles("production"))()
+    assert len(calls) == 3
+
+    monkeypatch.setenv("COMPOSE_PROFILES", "postgres")
+    status_service.start_defined_services(proj)()
+    assert len(calls) == 4
+
+    (project / ".env").write_text("SECRET_KEY=x\n")
+    status_service.start_defined_services(proj)()
+    assert len(calls) == 5
+
+
+def test_a_failing_compose_is_not_cached(project, monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    from montero_ops.project import find_project
+    from montero_ops.services import status as status_service
+
+    calls: list[object] = []
+    real_popen = subprocess.Popen
+
+    def popen(cmd, *args, **kwargs):
+        calls.append(cmd)
+        return real_popen(["sh", "-c", "echo app; exit 1"], *args, **kwargs)
+
+    monkeypatch.setattr(status_service.subprocess, "Popen", popen)
+    proj = find_project(project)
+    assert status_service.start_defined_services(proj)() == []
+    assert status_service.start_defined_services(proj)() == []
+    assert len(calls) == 2

@@ -1,0 +1,81 @@
+"""The Engine API transport: one HTTP/1.0 exchange over a unix socket, read to EOF.
+
+A real unix-socket server stands in for dockerd here; tests/e2e talk to the real one.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+
+from montero_ops.engine import Engine, _unchunk
+from montero_ops.errors import DockerUnavailable
+
+
+def serve_once(path: Path, answer: bytes) -> list[bytes]:
+    """Accept one connection on `path`, record the request, send `answer`, close."""
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+    seen: list[bytes] = []
+
+    def run() -> None:
+        conn, _ = server.accept()
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(4096)
+            head, _, rest = data.partition(b"\r\n\r\n")
+            length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), 0)
+            while len(rest) < length:
+                rest += conn.recv(4096)
+            seen.append(head + b"\r\n\r\n" + rest)
+            conn.sendall(answer)
+        server.close()
+
+    threading.Thread(target=run, daemon=True).start()
+    return seen
+
+
+def test_get_sends_http_1_0_and_reads_the_body_to_eof(tmp_path: Path) -> None:
+    sock = tmp_path / "d.sock"
+    seen = serve_once(sock, b'HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n[{"Id": "abc"}]')
+    assert Engine(str(sock)).get("/containers/json", all=1) == [{"Id": "abc"}]
+    assert seen[0].startswith(b"GET /v1.41/containers/json?all=1 HTTP/1.0\r\n")
+
+
+def test_post_sends_a_json_body_with_its_length(tmp_path: Path) -> None:
+    sock = tmp_path / "d.sock"
+    seen = serve_once(sock, b'HTTP/1.1 201 Created\r\n\r\n{"Id": "x"}')
+    assert Engine(str(sock))._request("/containers/c/exec", {}, "POST", {"Cmd": ["true"]}) == b'{"Id": "x"}'
+    assert b"Content-Length: 17\r\n" in seen[0] and seen[0].endswith(b'{"Cmd": ["true"]}')
+
+
+def test_a_chunked_answer_is_decoded(tmp_path: Path) -> None:
+    sock = tmp_path / "d.sock"
+    serve_once(sock, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n[1, \r\n2\r\n2]\r\n0\r\n\r\n")
+    assert Engine(str(sock)).get("/x") == [1, 2]
+    assert _unchunk(b"3;ext=1\r\nabc\r\n0\r\n\r\n") == b"abc"
+
+
+def test_an_api_error_carries_the_engine_message(tmp_path: Path) -> None:
+    sock = tmp_path / "d.sock"
+    serve_once(sock, b'HTTP/1.0 404 Not Found\r\n\r\n{"message": "No such container: nope"}')
+    with pytest.raises(DockerUnavailable, match="404: No such container: nope"):
+        Engine(str(sock)).inspect("nope")
+
+
+def test_a_missing_socket_says_the_daemon_is_not_running(tmp_path: Path) -> None:
+    with pytest.raises(DockerUnavailable, match="does not exist: the daemon is not running"):
+        Engine(str(tmp_path / "absent.sock")).ping()
+
+
+def test_garbage_is_reported_as_a_daemon_that_does_not_answer(tmp_path: Path) -> None:
+    sock = tmp_path / "d.sock"
+    serve_once(sock, b"not http at all")
+    with pytest.raises(DockerUnavailable, match="not answering"):
+        Engine(str(sock)).ping()
