@@ -35,6 +35,16 @@ def logs(
     project = state.project()
     require_docker_cli()
     state.engine()  # the daemon answers (exit 3 with the fix otherwise), without python-on-whales
+    if services:
+        from montero_ops.services.status import start_defined_services
+
+        defined = start_defined_services(project)()  # cached: no compose run on the usual path
+        unknown = [s for s in services if s not in defined]
+        if defined and unknown:
+            from montero_ops.errors import UsageError
+
+            raise UsageError(f"no service named {', '.join(unknown)} in this stack (services: {', '.join(defined)})",
+                             hint="pick one of those, or run `montero logs` for all of them")
     cmd = service.logs_cmd(compose_base_cmd(project), services or [], follow, tail, since, until, timestamps)
     print_verbose(state.verbose, cmd)
     code = service.follow(cmd) if follow else service.show(cmd)

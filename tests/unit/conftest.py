@@ -175,6 +175,7 @@ def engine(monkeypatch: pytest.MonkeyPatch, project: Path) -> FakeEngine:
     fake = FakeEngine()
     monkeypatch.setattr("montero_ops.engine.Engine", lambda *a, **k: fake)
     monkeypatch.setattr("montero_ops.services.status.defined_services", lambda project: ["app", "redis"])
+    monkeypatch.setattr("montero_ops.services.status.start_defined_services", lambda project: lambda: ["app", "redis"])
     monkeypatch.setattr("montero_ops.services.stack._sleep", lambda seconds: None)
     return fake
 

@@ -43,7 +43,7 @@ def test_logs_with_env_file(cli, calls: list[list[str]], project) -> None:
 def test_logs_failure_keeps_the_exit_code(cli, monkeypatch: pytest.MonkeyPatch, docker, engine) -> None:
     monkeypatch.setattr(subprocess, "call", lambda cmd, **kw: 15)
     monkeypatch.setattr("montero_ops.client.compose_plugin_missing", lambda: False)
-    assert cli("logs", "nope").exit_code == 15
+    assert cli("logs", "app").exit_code == 15
 
 
 def test_logs_without_compose_plugin_exit_3(cli, monkeypatch: pytest.MonkeyPatch, docker, engine) -> None:
@@ -88,6 +88,7 @@ def test_logs_follow_runs_its_own_process_and_ends_it(cli, docker: DockerCalls, 
         return made[-1]
 
     monkeypatch.setattr(subprocess, "Popen", popen)
+    monkeypatch.setattr("montero_ops.services.status.start_defined_services", lambda project: lambda: ["app"])
     result = cli("logs", "-f", "app")
     assert result.exit_code == 0
     assert made[0].cmd == prefix + ["logs", "--follow", "app"]
@@ -159,3 +160,16 @@ def test_migrate_needs_the_stack(cli, docker: DockerCalls, engine: FakeEngine) -
     result = cli("migrate", "upgrade")
     assert result.exit_code == 1
     assert result.stderr.splitlines()[0] == "Error: service 'app' is not running"
+
+
+def test_logs_of_an_unknown_service_says_which_exist(cli, calls: list[list[str]],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("montero_ops.services.status.start_defined_services",
+                        lambda project: lambda: ["app", "redis"])
+    result = cli("logs", "app", "nosuch")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "Error: no service named nosuch in this stack (services: app, redis)",
+        "  Fix: pick one of those, or run `montero logs` for all of them",
+    ]
+    assert calls == []
