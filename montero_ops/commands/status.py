@@ -53,7 +53,7 @@ def health(ctx: typer.Context, json: JsonOption = False) -> None:
 
     Example: montero health --json
     """
-    from montero_ops.output import console, print_json
+    from montero_ops.output import print_json, verdict_mark
     from montero_ops.services.status import container_statuses, services_health, start_defined_services
 
     state = get_state(ctx)
@@ -65,11 +65,9 @@ def health(ctx: typer.Context, json: JsonOption = False) -> None:
     if json:
         print_json({"ok": ok, "services": [s.to_dict() for s in result]})
     else:
-        out = console()
         for s in result:
-            mark = "[green]✔[/green]" if s.ok else "[red]✘[/red]"
             count = f" ({s.containers} containers)" if s.containers > 1 else ""
-            out.print(f"{mark} {s.service:<12} {s.status}{count}")
+            typer.echo(f"{verdict_mark(s.ok)} {s.service:<12} {s.status}{count}")
     if not ok:
         raise typer.Exit(1)
 

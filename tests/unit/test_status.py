@@ -131,3 +131,22 @@ def test_a_failing_compose_is_not_cached(project, monkeypatch: pytest.MonkeyPatc
     assert status_service.start_defined_services(proj)() == []
     assert status_service.start_defined_services(proj)() == []
     assert len(calls) == 2
+
+
+def test_health_marks_are_coloured_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from montero_ops.output import verdict_mark
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr("sys.stdout", Tty())
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    assert (verdict_mark(True), verdict_mark(False)) == ("\x1b[32m✔\x1b[0m", "\x1b[31m✘\x1b[0m")
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert (verdict_mark(True), verdict_mark(False)) == ("✔", "✘")
+    monkeypatch.delenv("NO_COLOR")
+    monkeypatch.setattr("sys.stdout", io.StringIO())
+    assert verdict_mark(True) == "✔"
