@@ -65,11 +65,19 @@ def _log_requests(app: Flask, logger: logging.Logger) -> None:
 
     @app.after_request
     def _log_request(response: Response) -> Response:
+        # A passing health probe (Docker's healthcheck, nginx, monitors) is logged at
+        # DEBUG: at INFO these lines buried real requests and were a fifth of a worker's
+        # time under a probe load (py-spy, docs/benchmarks.md figure 7). A failing probe
+        # (503) is logged like any request.
+        level = logging.DEBUG if response.status_code == 200 and request.path == "/health" else logging.INFO
+        if not access.isEnabledFor(level):
+            return response
         started = g.get("request_started")
         elapsed = (time.perf_counter() - started) * 1000 if started else 0.0
         auth = g.get("auth_session")
         who = auth.user.email if auth is not None else "-"
-        access.info(
+        access.log(
+            level,
             "%s %s %s %.1fms %s %s",
             request.method,
             request.path,
