@@ -10,7 +10,7 @@ setup:
 # ARGS passes options through, e.g. `make up ARGS="--profile production"`.
 up: setup
 	.venv/bin/montero up $(ARGS)
-	@$(MAKE) --no-print-directory address
+
 
 # Where to open the stack: the app's published port, or nginx's in production.
 address:

@@ -55,7 +55,7 @@ def start_and_wait(state: State, project_profiles: list[str], build: bool, scale
     """`up -d`, then wait for health; on failure print the evidence and raise (exit 1)."""
     from python_on_whales.exceptions import DockerException
 
-    from montero_ops.output import spinner, success
+    from montero_ops.output import info, spinner, success
     from montero_ops.services import stack
 
     project = stack.with_profiles(state.project(), project_profiles)
@@ -83,6 +83,9 @@ def start_and_wait(state: State, project_profiles: list[str], build: bool, scale
         raise stack.StackUnhealthy(report) from exc  # now with the service's own reason
     healthy = sum(1 for c in states if c.health == "healthy")
     success(f"stack is up: {len(states)} containers, {healthy} healthy")
+    url = stack.address(states)
+    if url:
+        info(f"open {url}")
 
 
 def up(

@@ -176,6 +176,29 @@ def wait_healthy(
         sleep(poll)
 
 
+def address(states: list[ContainerStatus]) -> str | None:
+    """Where to open the stack: nginx's HTTPS (else HTTP) port in production, else the app's
+    lowest published port (MONTERO_APP_PORTS is a range, so the engine may pick any of it)."""
+    def published(service: str, private: int) -> list[int]:
+        found = []
+        for c in states:
+            if c.service != service:
+                continue
+            for text in c.ports:
+                match = re.fullmatch(r".*:(\d+)->(\d+)/tcp", text)
+                if match and int(match.group(2)) == private:
+                    found.append(int(match.group(1)))
+        return sorted(found)
+
+    for service, private, scheme in (("nginx", 443, "https"), ("nginx", 80, "http"), ("app", 5000, "http")):
+        ports = published(service, private)
+        if ports:
+            default = {"https": 443, "http": 80}[scheme]
+            host = "localhost" if ports[0] == default else f"localhost:{ports[0]}"
+            return f"{scheme}://{host}/health"
+    return None
+
+
 def first_failure(engine: Engine, project: str) -> FailureReport | None:
     """After compose itself failed: the container that explains it, if any."""
     states = container_statuses(engine, project)

@@ -29,7 +29,22 @@ def test_up_waits_for_health(cli, docker: DockerCalls, engine: FakeEngine, prefi
     assert result.exit_code == 0, result.output
     assert docker.calls == [prefix + ["up", "--build", "--detach"]]
     assert "stack is up: 2 containers, 2 healthy" in result.stderr
+    assert "open http://localhost:5000/health" in result.stderr
     assert (project / "data").is_dir() and (project / "logs").is_dir()
+
+
+def test_the_address_is_nginx_in_production_else_the_lowest_app_port() -> None:
+    from montero_ops.services.stack import address
+    from montero_ops.services.status import ContainerStatus
+
+    def c(service: str, *ports: str) -> ContainerStatus:
+        return ContainerStatus(service, f"x-{service}-1", "id", "running", "healthy", 0, None, "img", list(ports))
+
+    assert address([c("app", "0.0.0.0:5003->5000/tcp"), c("app", "0.0.0.0:5001->5000/tcp"), c("redis")]) == \
+        "http://localhost:5001/health"
+    assert address([c("app"), c("nginx", "0.0.0.0:80->80/tcp", "0.0.0.0:443->443/tcp")]) == "https://localhost/health"
+    assert address([c("app"), c("nginx", "127.0.0.1:8080->80/tcp")]) == "http://localhost:8080/health"
+    assert address([c("app", "5000/tcp"), c("redis")]) is None
 
 
 def test_up_env_file_and_scale(cli, docker: DockerCalls, engine: FakeEngine, project: Path) -> None:
