@@ -55,6 +55,27 @@ def _stack(ctx: typer.Context, what: str) -> Stack:
         return NoStack()
 
 
+def _refuse_sqlite_on_postgres(ctx: typer.Context, what: What) -> None:
+    """A stack on PostgreSQL (profile postgres) keeps its data there: backing up or restoring
+    ./data's SQLite file would handle a stale file and look like success."""
+    if what not in (What.all, What.sqlite):
+        return
+    from montero_ops.errors import DockerUnavailable
+    from montero_ops.services.status import SERVICE_LABEL
+
+    try:
+        containers = get_state(ctx).engine().project_containers(get_state(ctx).project().name, all=False)
+    except DockerUnavailable:
+        return  # no engine: nothing runs, the SQLite file is what there is
+    if any((c.get("Labels") or {}).get(SERVICE_LABEL) == "postgres" for c in containers):
+        command = ctx.info_name or "backup"
+        raise UsageError(
+            f"this stack runs on PostgreSQL (profile postgres): `montero {command} {what.value}` "
+            "would handle the SQLite file in ./data, not your data",
+            hint=f"run `montero {command} postgres` (and `montero {command} redis` for Redis)",
+        )
+
+
 def _confirm_or_refuse(yes: bool, question: str, refusal: str) -> None:
     if yes:
         return
@@ -80,6 +101,7 @@ def backup(
     from montero_ops.services.backups.stack import NoStack
 
     project = get_state(ctx).project()
+    _refuse_sqlite_on_postgres(ctx, what)
     if what is What.postgres:
         from montero_ops.services import backup_postgres
 
@@ -212,6 +234,7 @@ def restore(
     if not ref and not latest:
         raise UsageError("say which backup: an ID, a path, or --latest", hint="see `montero backups list`")
     project = get_state(ctx).project()
+    _refuse_sqlite_on_postgres(ctx, what)
     root = _backups_dir(ctx, folder)
     path = find_backup(root, ref, latest=latest, project=project.name)
     if what is What.postgres:

@@ -73,6 +73,11 @@ def test_postgres_profile_api_and_backup_round_trip(stack_project: Any) -> None:
     assert backup_postgres.verify(project, folder)["tables"] == meta["tables"]
     verified = p.run_montero("backups", "verify", manifest["id"])
     assert verified.returncode == 0, verified.stdout + verified.stderr
+    # The default `backup` (SQLite + Redis) would copy ./data's stale SQLite file: refused, nothing written.
+    refused = p.run_montero("backup")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "this stack runs on PostgreSQL" in refused.stderr and "montero backup postgres" in refused.stderr
+    assert sorted(d.name for d in backups.iterdir() if not d.name.startswith(".")) == [manifest["id"]]
 
     # Change and delete, then restore: every table is back exactly.
     backup_postgres._psql(t, "UPDATE clients SET name = 'changed' WHERE id = (SELECT min(id) FROM clients)")

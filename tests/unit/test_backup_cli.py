@@ -187,8 +187,35 @@ def test_prune_older_than_bad_value(cli: Callable[..., Result], shop: Path) -> N
 def test_postgres_is_refused_clearly(cli: Callable[..., Result], shop: Path) -> None:
     (shop / ".env").write_text("DATABASE_URL=postgresql://u:secret@db/montero\n")
     result = cli("backup", "sqlite")
-    refused(result, 1, "Error: DATABASE_URL points to PostgreSQL: `montero backup` covers SQLite and Redis only")
+    refused(result, 1, "Error: DATABASE_URL points to PostgreSQL: there is no SQLite file to back up or restore")
+    assert "montero backup postgres" in result.stderr
     assert "secret" not in result.stderr
+
+
+class PostgresStackEngine(NoEngine):
+    """A running stack of profile postgres (its DATABASE_URL is set by compose.postgres.yml, not .env)."""
+
+    def ping(self) -> None:
+        pass
+
+    def project_containers(self, project: str, all: bool = True) -> list[dict[str, object]]:
+        return [{"Labels": {"com.docker.compose.service": name}} for name in ("app", "redis", "postgres")]
+
+
+@pytest.mark.parametrize("command", [["backup"], ["backup", "sqlite"], ["restore", "sqlite", "--latest", "--yes"]])
+def test_sqlite_commands_refuse_a_stack_running_on_postgres(
+    cli: Callable[..., Result], shop: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    """./data still holds the SQLite file of before the switch: handling it would look like success."""
+    monkeypatch.setattr("montero_ops.engine.Engine", PostgresStackEngine)
+    before = state(shop)
+    result = cli(*command)
+    verb = command[0]
+    what = command[1] if len(command) > 1 else "all"
+    refused(result, 2, f"Error: this stack runs on PostgreSQL (profile postgres): `montero {verb} {what}` "
+                       "would handle the SQLite file in ./data, not your data")
+    assert f"`montero {verb} postgres`" in result.stderr
+    assert state(shop) == before
 
 
 def test_backup_all_without_docker_says_what_is_needed(cli: Callable[..., Result], shop: Path) -> None:
@@ -196,7 +223,6 @@ def test_backup_all_without_docker_says_what_is_needed(cli: Callable[..., Result
     refused(result, 3, "Error: the Docker socket /var/run/docker.sock does not exist: the daemon is not running "
                        "(Redis data is in a Docker volume)")
     assert "`montero backup sqlite`" in result.stderr
-    assert not (shop / "backups").exists() or not any((shop / "backups").iterdir())
 
 
 def test_redis_snapshot_runs_exactly_these_docker_commands(docker, engine, project: Path, prefix: list[str],

@@ -49,8 +49,8 @@ def database_path(project: Project) -> Path:
         return project.data_dir / DEFAULT_DB
     if url.startswith(("postgres://", "postgresql://", "postgresql+")):
         raise MonteroError(
-            "DATABASE_URL points to PostgreSQL: `montero backup` covers SQLite and Redis only",
-            hint="back PostgreSQL up with pg_dump (separate production support, see docs/backups.md)",
+            "DATABASE_URL points to PostgreSQL: there is no SQLite file to back up or restore",
+            hint="use `montero backup postgres` / `montero restore postgres` (and `... redis` for Redis)",
         )
     if not url.startswith("sqlite:///"):
         raise MonteroError(f"unsupported DATABASE_URL scheme for backups: {url.split(':', 1)[0]}")
