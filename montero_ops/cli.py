@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from montero_ops import __version__
+from montero_ops import HELP_WIDTH, __version__, static_help_fits
 from montero_ops.errors import ExitCode, MonteroError, docker_error_line
 from montero_ops.state import State
 
@@ -76,7 +76,7 @@ class MonteroGroup(TyperGroup):
             self.commands.setdefault(name, command)
 
     def format_help(self, ctx: Any, formatter: Any) -> None:
-        if _LIVE_HELP or not _static_help_fits():
+        if _LIVE_HELP or not static_help_fits():
             super().format_help(ctx, formatter)
             return
         from montero_ops._roothelp import ROOT_HELP
@@ -110,17 +110,6 @@ class MonteroGroup(TyperGroup):
 
 
 _LIVE_HELP = False
-HELP_WIDTH = 80
-
-
-def _static_help_fits() -> bool:
-    """The stored root help is 80 columns wide: use it unless the terminal is narrower."""
-    import os
-
-    try:
-        return os.get_terminal_size(sys.stdout.fileno()).columns >= HELP_WIDTH
-    except (OSError, ValueError):
-        return True  # not a terminal: Rich would render 80 columns as well
 
 
 def render_root_help() -> str:

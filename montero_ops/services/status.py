@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from montero_ops.engine import Engine
@@ -167,7 +168,6 @@ def services_cache_key(project: Project) -> list[Any]:
     (path, size, mtime) including every YAML file next to the compose files (includes,
     extends), the env file, the profiles, the project name and COMPOSE_* variables."""
     import os
-    from pathlib import Path
 
     files: set[Path] = {project.env_file}
     for compose_file in project.compose_files:
@@ -188,10 +188,9 @@ def services_cache_key(project: Project) -> list[Any]:
             stats, compose_env]
 
 
-def _services_cache_file(project: Project) -> Any:
+def _services_cache_file(project: Project) -> Path:
     import os
     import re
-    from pathlib import Path
 
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "montero"
     slug = re.sub(r"[^A-Za-z0-9_.-]", "_", str(project.root)).strip("_")[-80:]
