@@ -22,10 +22,13 @@ def _tty() -> bool:
 def run_in(state: State, service: str, build_cmd: Callable[[DockerClient], list[str]]) -> None:
     """Check the service runs, run the command attached, exit with its exit code."""
     from montero_ops.services.dockercmd import run_passthrough
+    from montero_ops.services.stack import current_variant
     from montero_ops.services.status import require_running
 
-    client = state.client()
-    require_running(state.engine(), state.project().name, service)
+    engine = state.engine()
+    # As started: nginx and postgres exist only with their profile's compose file.
+    client = state.client(current_variant(engine, state.project()))
+    require_running(engine, state.project().name, service)
     cmd = build_cmd(client)
     print_verbose(state.verbose, cmd)
     code = run_passthrough(cmd)

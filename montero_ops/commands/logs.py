@@ -30,11 +30,13 @@ def logs(
 
         raise UsageError(f"invalid --tail '{tail}': expected a number or 'all'")
     from montero_ops.client import compose_base_cmd, require_docker_cli
+    from montero_ops.services.stack import current_variant
 
     state = get_state(ctx)
-    project = state.project()
     require_docker_cli()
-    state.engine()  # the daemon answers (exit 3 with the fix otherwise), without python-on-whales
+    # The daemon answers (exit 3 with the fix otherwise), without python-on-whales; the
+    # project as started, so nginx's and postgres' logs are there on those profiles.
+    project = current_variant(state.engine(), state.project())
     if services:
         from montero_ops.services.status import start_defined_services
 

@@ -151,6 +151,18 @@ def test_nginx_is_the_only_published_entry(prod: Any) -> None:
     assert sum(1 for c in inspected if c["Config"]["Labels"]["com.docker.compose.service"] == "app") == 3
 
 
+def test_logs_and_exec_reach_nginx_without_naming_the_profile(prod: Any) -> None:
+    """nginx is defined only by the production file: montero finds it from what runs."""
+    _ok(prod.run_montero("health"), "health")  # warm: nginx has answered probes by now
+    logs = _ok(prod.run_montero("logs", "nginx", "--tail", "5"), "logs nginx")
+    assert logs.strip() and all(line.startswith("nginx-") for line in logs.strip().splitlines()), logs
+    version = prod.run_montero("exec", "nginx", "--", "nginx", "-v")
+    assert version.returncode == 0, version.stderr
+    assert "nginx version" in version.stdout + version.stderr
+    unknown = prod.run_montero("logs", "nosuch")
+    assert unknown.returncode == 2 and "no service named nosuch" in unknown.stderr, unknown.stderr
+
+
 def test_https_answers_http_redirects_headers_present(prod: Any) -> None:
     status, headers, body = request(prod, "GET", "/health")
     assert status == 200, body
