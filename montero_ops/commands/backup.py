@@ -56,18 +56,19 @@ def _stack(ctx: typer.Context, what: str) -> Stack:
 
 
 def _refuse_sqlite_on_postgres(ctx: typer.Context, what: What) -> None:
-    """A stack on PostgreSQL (profile postgres) keeps its data there: backing up or restoring
-    ./data's SQLite file would handle a stale file and look like success."""
+    """A stack started on PostgreSQL (profile postgres) keeps its data there: backing up or
+    restoring ./data's SQLite file would handle a stale file and look like success."""
     if what not in (What.all, What.sqlite):
         return
     from montero_ops.errors import DockerUnavailable
-    from montero_ops.services.status import SERVICE_LABEL
+    from montero_ops.services.stack import POSTGRES_PROFILE, current_variant
 
+    state = get_state(ctx)
     try:
-        containers = get_state(ctx).engine().project_containers(get_state(ctx).project().name, all=False)
+        started = current_variant(state.engine(), state.project())
     except DockerUnavailable:
         return  # no engine: nothing runs, the SQLite file is what there is
-    if any((c.get("Labels") or {}).get(SERVICE_LABEL) == "postgres" for c in containers):
+    if POSTGRES_PROFILE in started.profiles:
         command = ctx.info_name or "backup"
         raise UsageError(
             f"this stack runs on PostgreSQL (profile postgres): `montero {command} {what.value}` "

@@ -208,6 +208,7 @@ def test_sqlite_commands_refuse_a_stack_running_on_postgres(
 ) -> None:
     """./data still holds the SQLite file of before the switch: handling it would look like success."""
     monkeypatch.setattr("montero_ops.engine.Engine", PostgresStackEngine)
+    monkeypatch.setattr("montero_ops.services.status.defined_services", lambda project: ["app", "redis"])
     before = state(shop)
     result = cli(*command)
     verb = command[0]
