@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from montero_ops.errors import DockerUnavailable
 from montero_ops.project import Project, find_project
 
 if TYPE_CHECKING:
@@ -52,13 +53,24 @@ class State:
 
 
     def engine(self, check: bool = True) -> Engine:
-        """The direct Engine API client (fast read-only queries); pinged first (exit 3 when down)."""
+        """The direct Engine API client (fast read-only queries); pinged first (exit 3 when down).
+
+        Every caller works on the project, so the project is found first: "no project here"
+        (exit 4) is the answer in a wrong folder whether or not Docker runs, not exit 3.
+        """
         # Looked up on the module at call time so tests can swap the class.
         from montero_ops import engine as engine_module
 
+        self.project()
         eng = engine_module.Engine()
         if check:
-            eng.ping()
+            try:
+                eng.ping()
+            except DockerUnavailable:
+                from montero_ops.client import require_docker_cli
+
+                require_docker_cli()  # no daemon and no docker command: say Docker is not installed
+                raise
         return eng
 
 

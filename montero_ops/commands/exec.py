@@ -25,10 +25,11 @@ def run_in(state: State, service: str, build_cmd: Callable[[DockerClient], list[
     from montero_ops.services.stack import current_variant
     from montero_ops.services.status import require_running
 
+    project = state.project()
     engine = state.engine()
     # As started: nginx and postgres exist only with their profile's compose file.
-    client = state.client(current_variant(engine, state.project()))
-    require_running(engine, state.project().name, service)
+    client = state.client(current_variant(engine, project))
+    require_running(engine, project.name, service)
     cmd = build_cmd(client)
     print_verbose(state.verbose, cmd)
     code = run_passthrough(cmd)
