@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -57,8 +58,36 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 
 
+# /metrics sums every worker (prometheus_client multiprocess mode): each worker writes mmap files into
+# this folder. It must be set before the workers import prometheus_client, lives on a tmpfs (/dev/shm;
+# the root filesystem is read-only in the container), is cleared at start (stale files from a previous
+# master would be counted) and removed at exit. One folder per master, so two gunicorns never mix.
+_SHM = "/dev/shm" if os.path.isdir("/dev/shm") else None
+os.environ.setdefault(
+    "PROMETHEUS_MULTIPROC_DIR", os.path.join(_SHM or "/tmp", f"montero-metrics-{os.getpid()}")
+)
+
+
+def _reset_metrics_dir() -> None:
+    path = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path, mode=0o700, exist_ok=True)
+
+
+def child_exit(server: object, worker: object) -> None:
+    """A dead worker's live gauges (in-flight, Redis degraded) stop counting; its counters stay summed."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]
+
+
+def on_exit(server: object) -> None:
+    shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+
+
 def on_starting(server: object) -> None:
     """Refuse to start (one line, exit 1) before forking workers when the settings cannot run."""
+    _reset_metrics_dir()  # before montero_api (and so prometheus_client) is imported here
     from montero_api.settings import ConfigError, Settings
 
     try:

@@ -10,7 +10,7 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import affiliations, audit, auth, clients, database, health
+from . import affiliations, audit, auth, clients, database, health, metrics
 from .commands import register_commands
 from .errors import register_error_handlers
 from .logging_setup import configure_logging
@@ -30,6 +30,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
         app.logger.warning("SECRET_KEY is not set: using a development-only key (never do this in production)")
     limiter = init_extensions(app, settings)
     register_blueprints(app, limiter, settings)
+    metrics.init_app(app, limiter)  # request counters and GET /metrics (montero_api/metrics.py)
     register_error_handlers(app)
     register_commands(app)
     app.logger.info(
