@@ -32,6 +32,7 @@ MODULES = [
     "scan",
     "deploy",
     "doctor",
+    "stats",
 ]
 
 
@@ -55,6 +56,7 @@ COMMANDS: dict[str, str] = {
     "scan": "scan",
     "deploy": "deploy",
     "doctor": "doctor",
+    "stats": "stats",
 }
 
 
