@@ -152,10 +152,11 @@ def _state(ctx: Any) -> State:
 
 def _report(ctx: Any, exc: BaseException, message: str, hint: str | None, code: int) -> None:
     from montero_ops.output import error_line
+    from montero_ops.services.redact import mask_values
 
     if _state(ctx).debug:
         raise exc
-    error_line(message, hint)
+    error_line(mask_values(message), mask_values(hint) if hint else hint)
     raise typer.Exit(code)
 
 
@@ -182,10 +183,12 @@ def _report_docker(ctx: Any, exc: Exception) -> None:
     if state.verbose:
         cmd = getattr(exc, "docker_command", None) or []
         err = console(stderr=True)
-        err.print(" ".join(map(str, cmd)), markup=False)
+        from montero_ops.services.redact import mask_values
+
+        err.print(mask_values(" ".join(map(str, cmd))), markup=False)
         for stream in (getattr(exc, "stdout", None), getattr(exc, "stderr", None)):
             if stream:
-                err.print(stream, markup=False)
+                err.print(mask_values(str(stream)), markup=False)
     _report(ctx, exc, line, hint, code)
 
 

@@ -31,6 +31,7 @@ class State:
     def project(self) -> Project:
         if self._project is None:
             self._project = find_project(self.project_dir, self.env_file, self.project_name)
+            _learn_secrets(self._project)
         return self._project
 
     def client(self, project: Project | None = None, check: bool = True) -> DockerClient:
@@ -72,6 +73,18 @@ class State:
                 require_docker_cli()  # no daemon and no docker command: say Docker is not installed
                 raise
         return eng
+
+
+def _learn_secrets(project: Project) -> None:
+    """Remember the .env's secret values so any text passed through from compose or docker
+    (an "Invalid template" error quoting a value, a --verbose dump) is masked before printing."""
+    from montero_ops.services import redact
+    from montero_ops.services.envfile import parse_env
+
+    try:
+        redact.learn_env(parse_env(project.env_file.read_text(errors="replace")))
+    except OSError:
+        pass
 
 
 def _log_docker_commands() -> None:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from montero_ops.services.dockercmd import compose_cmd, run_capture
-from montero_ops.services.redact import redact_compose_config, redact_text
+from montero_ops.services.redact import redact_compose_config, to_yaml
 
 if TYPE_CHECKING:
     from python_on_whales import DockerClient
@@ -18,6 +17,9 @@ def config_json(client: DockerClient) -> dict[str, Any]:
 
 
 def config_text(client: DockerClient) -> str:
-    """Compose's own YAML (what users know from `docker compose config`), redacted line by line."""
-    text = run_capture(compose_cmd(client) + ["config"])
-    return redact_text(text if text.endswith("\n") else text + "\n")
+    """YAML like `docker compose config`, rendered from the redacted structure.
+
+    Masking compose's own text line by line missed multi-line values (a PEM key in a block
+    scalar printed every line after the header), so the text comes from the parsed document.
+    """
+    return to_yaml(config_json(client))

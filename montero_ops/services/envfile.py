@@ -29,19 +29,14 @@ _LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$")
 
 
 def parse_env(text: str) -> dict[str, str]:
-    """KEY=value lines; quotes stripped, comments and blanks ignored (compose's dotenv rules, simplified)."""
-    values: dict[str, str] = {}
-    for line in text.splitlines():
-        m = _LINE.match(line)
-        if not m:
-            continue
-        value = m.group(2).strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        elif " #" in value:
-            value = value.split(" #", 1)[0].rstrip()
-        values[m.group(1)] = value
-    return values
+    """A .env as compose reads it: python-dotenv's parser (quotes, multi-line values, `export`,
+    comments), the one parser every montero command uses. A bare `NAME` counts as empty."""
+    import io
+
+    from dotenv import dotenv_values
+
+    parsed = dotenv_values(stream=io.StringIO(text), interpolate=False)
+    return {name: value or "" for name, value in parsed.items()}
 
 
 def placeholders(project: Project) -> frozenset[str]:

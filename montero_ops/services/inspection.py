@@ -6,14 +6,15 @@ from typing import Any
 
 from montero_ops.engine import Engine
 from montero_ops.errors import StackNotRunning, UsageError
-from montero_ops.services.redact import redact_env_list
+from montero_ops.services.redact import mask_strings, redact_env_list
 from montero_ops.services.status import SERVICE_LABEL
 
 
 def _redacted(info: dict[str, Any]) -> dict[str, Any]:
     config = dict(info.get("Config") or {})
     config["Env"] = redact_env_list(config.get("Env") or [])
-    return {**info, "Config": config}
+    redacted: dict[str, Any] = mask_strings({**info, "Config": config})
+    return redacted
 
 
 def inspect(engine: Engine, project: str, service: str | None, network: bool = False, env: bool = False) -> list[Any]:

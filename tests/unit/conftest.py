@@ -31,6 +31,9 @@ COMPOSE = """services:
 def _fixed_terminal(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     """Rich at a fixed width, no colour, no forced terminal; no outside project settings;
     montero's cache (compose's service list) in a temp folder, not the user's."""
+    from montero_ops.services import redact
+
+    redact.forget()  # secret values learnt from one test's .env must not leak into the next
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
     monkeypatch.setenv("COLUMNS", "200")
     monkeypatch.setenv("TERMINAL_WIDTH", "200")

@@ -103,3 +103,22 @@ def test_env_outside_a_project_exit_4(cli, tmp_path: Path, monkeypatch) -> None:
     result = cli("env", "show")
     assert result.exit_code == 4
     assert result.stderr.splitlines()[0] == f"Error: no Montero stack found in {tmp_path} or any parent folder"
+
+
+def test_show_treats_every_undeclared_variable_as_secret(cli, project: Path) -> None:
+    """Issue 21.4: names the old pattern missed (PASS, AUTH, unknown ones) printed in clear."""
+    (project / ".env").write_text(
+        "SMTP_PASS=smtp-secret-1\nDB_PASS=db-secret-2\nAPI_AUTH=Basic-xyz-3\nWEBHOOK=https://hooks.test/T0/B1\n"
+        "REDIS_PASSWORD=redis-secret-4\nMONTERO_OFFSITE_PASSWORD=restic-5\n"
+        'JWT_PRIVATE_KEY="-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0B\n-----END PRIVATE KEY-----"\n'
+        "TZ=America/Bogota\nMAIL_PORT=587\nSHOP_COLOUR=blue\nMONTERO_CLEAR_ENV=SHOP_COLOUR\n"
+    )
+    result = cli("env", "show")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        "SMTP_PASS=********", "DB_PASS=********", "API_AUTH=********", "WEBHOOK=********",
+        "REDIS_PASSWORD=********", "MONTERO_OFFSITE_PASSWORD=********", "JWT_PRIVATE_KEY=********",
+        "TZ=America/Bogota", "MAIL_PORT=587", "SHOP_COLOUR=blue", "MONTERO_CLEAR_ENV=SHOP_COLOUR",
+    ]
+    shown = json_out(cli("env", "show", "--json"))
+    assert shown["JWT_PRIVATE_KEY"] == "********" and shown["SHOP_COLOUR"] == "blue"

@@ -90,3 +90,17 @@ def test_docker_error_is_one_line(cli, docker, project: Path) -> None:
     result = cli("build")
     assert result.exit_code == 1
     assert result.stderr == "Error: #5 ERROR: failed to solve: process did not complete\n"
+
+
+def test_compose_error_text_never_shows_a_secret_value(cli, docker, project: Path) -> None:
+    """Issue 21.4: compose quotes the value in "Invalid template"; montero masks known secret values."""
+    from python_on_whales.exceptions import DockerException
+
+    (project / ".env").write_text("MAIL_PASSWORD=${UNCLOSED-hunter2-mail\nSMTP_PASS=pa55-smtp-x\n")
+    stderr = (b'Invalid template: "${UNCLOSED-hunter2-mail" while connecting with pa55-smtp-x\n')
+    docker.respond(lambda c: "config" in c, DockerException(["docker", "compose", "config"], 15, b"", stderr))
+    for args in (("config",), ("-v", "config")):
+        result = cli(*args)
+        assert result.exit_code == 1
+        assert "hunter2" not in result.output and "pa55-smtp-x" not in result.output, args
+    assert result.stderr.splitlines()[-1] == 'Error: Invalid template: "********" while connecting with ********'

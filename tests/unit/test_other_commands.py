@@ -17,14 +17,7 @@ CONFIG = {
         }
     },
 }
-CONFIG_YAML = """name: shop
-services:
-  app:
-    environment:
-      DATABASE_URL: postgresql://u:pw@db/x
-      FLASK_ENV: production
-      SECRET_KEY: abc
-"""
+PEM = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIB\nAQC7VJTUt9Us8cKjMzEfYyjiWA4R4\n-----END PRIVATE KEY-----"
 
 
 def test_config_json_redacted(cli, docker: DockerCalls, prefix: list[str]) -> None:
@@ -39,13 +32,32 @@ def test_config_json_redacted(cli, docker: DockerCalls, prefix: list[str]) -> No
 
 
 def test_config_yaml_redacted(cli, docker: DockerCalls, prefix: list[str]) -> None:
-    docker.respond(lambda c: "config" in c, CONFIG_YAML)
+    docker.respond(lambda c: "config" in c, json.dumps(CONFIG))
     result = cli("config")
     assert result.exit_code == 0
-    assert docker.calls == [prefix + ["config"]]
-    assert "      SECRET_KEY: ********\n" in result.stdout
+    assert docker.calls == [prefix + ["config", "--format", "json"]]
+    assert "      SECRET_KEY: \"********\"\n" in result.stdout
     assert "      DATABASE_URL: postgresql://u:********@db/x\n" in result.stdout
-    assert "abc" not in result.stdout and "pw@" not in result.stdout
+    assert "      FLASK_ENV: production\n" in result.stdout
+    assert "abc" not in result.stdout and "pw@" not in result.stdout and "t0k" not in result.stdout
+
+
+def test_config_hides_every_line_of_a_multi_line_secret(cli, docker: DockerCalls, project: Path) -> None:
+    """Issue 12.8: compose prints a PEM key as a block scalar; masking line by line left its body in clear."""
+    (project / ".env").write_text(f'JWT_PRIVATE_KEY="{PEM}"\nSMTP_PASS=hunter2-smtp\n')
+    doc = {"name": "shop", "services": {"app": {
+        "environment": {"JWT_PRIVATE_KEY": PEM, "SMTP_PASS": "hunter2-smtp", "FLASK_ENV": "production"},
+        "command": ["gunicorn", "--key", PEM], "labels": {"note": "pass=hunter2-smtp"}}}}
+    docker.respond(lambda c: "config" in c, json.dumps(doc))
+    for args in (("config",), ("config", "--json")):
+        result = cli(*args)
+        assert result.exit_code == 0, result.output
+        for line in PEM.splitlines() + ["hunter2-smtp"]:
+            assert line not in result.stdout, (args, line)
+        assert "production" in result.stdout
+    app = json_out(cli("config", "--json"))["services"]["app"]
+    assert app["environment"] == {"JWT_PRIVATE_KEY": "********", "SMTP_PASS": "********", "FLASK_ENV": "production"}
+    assert app["labels"] == {"note": "pass=********"}
 
 
 def test_dev_writes_an_override_outside_docker(cli, docker: DockerCalls, engine: FakeEngine, project: Path,

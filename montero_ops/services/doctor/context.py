@@ -7,7 +7,6 @@ Queries shared by several checks (the project's containers and their inspect doc
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import threading
 from collections.abc import Callable
@@ -73,11 +72,7 @@ class Context:
 
     def scrub(self, text: str) -> str:
         """Never let a secret reach the output: mask NAME=value lines and known secret values."""
-        text = redact.redact_text(text)
-        for secret in self.secret_values():
-            # Whole tokens only, so a short weak key like "short" does not mangle "shorter".
-            text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", redact.MASK, text)
-        return text
+        return redact.mask_values(redact.redact_text(text), self.secret_values(), min_length=4)
 
     # -- docker --------------------------------------------------------------------------------
     @property
