@@ -33,6 +33,7 @@ MODULES = [
     "deploy",
     "doctor",
     "stats",
+    "schedule",
 ]
 
 
@@ -57,6 +58,7 @@ COMMANDS: dict[str, str] = {
     "deploy": "deploy",
     "doctor": "doctor",
     "stats": "stats",
+    "schedule": "schedule",
 }
 
 

@@ -28,6 +28,7 @@ from montero_ops.services.doctor.images import check_images
 from montero_ops.services.doctor.locking import check_locking
 from montero_ops.services.doctor.ports import check_ports
 from montero_ops.services.doctor.production import check_production
+from montero_ops.services.doctor.schedule import check_schedule
 
 DEFAULT_TIMEOUT = 8.0
 
@@ -53,6 +54,7 @@ CHECKS: list[Check] = [
     Check("data.backups", check_backups),
     Check("images.app", check_images, needs_docker=True),
     Check("prod", check_production),
+    Check("schedule", check_schedule),
 ]
 
 
