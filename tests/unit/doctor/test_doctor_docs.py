@@ -33,5 +33,5 @@ def test_every_id_is_documented(root: Path, monkeypatch: pytest.MonkeyPatch, pro
 
     monkeypatch.setattr(runner, "connect", connect)
     report = runner.run_doctor(project_of(root), production=production)
-    ids = {re.sub(r"^(health|restarts)\..+$", r"\1.<service>", f.id) for f in report.findings}
+    ids = {re.sub(r"^(health|restarts)\..+$", r"\1.<service>", re.sub(r"^schedule\..+$", "schedule.<job>", f.id)) for f in report.findings}
     assert ids - _documented() == set()
