@@ -13,6 +13,7 @@
 #   6. base images: pulled, or built locally when no registry answers
 #      (scripts/bootstrap-images.sh), in which case .env gets
 #      MONTERO_PYTHON_IMAGE / MONTERO_REDIS_IMAGE / MONTERO_NGINX_IMAGE=montero-base:<codename>
+#      (and MONTERO_MONITORING_BASE_IMAGE, the base of the monitoring profile's image)
 #
 # Usage: scripts/setup.sh [--skip-images]      (also: montero setup, make setup)
 set -euo pipefail
@@ -216,7 +217,8 @@ setup_tools() {
 # ---------------------------------------------------------------- 6. images
 setup_images() {
     local missing=() var default image
-    for pair in MONTERO_PYTHON_IMAGE=python:3.11-slim MONTERO_REDIS_IMAGE=redis:7-alpine MONTERO_NGINX_IMAGE=nginx:alpine; do
+    for pair in MONTERO_PYTHON_IMAGE=python:3.11-slim MONTERO_REDIS_IMAGE=redis:7-alpine MONTERO_NGINX_IMAGE=nginx:alpine \
+            MONTERO_MONITORING_BASE_IMAGE=debian:bookworm-slim; do
         var="${pair%%=*}"; default="${pair#*=}"
         image="$(env_get "$var")"; image="${image:-$default}"
         if docker image inspect "$image" >/dev/null 2>&1; then

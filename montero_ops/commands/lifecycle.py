@@ -93,7 +93,7 @@ def up(
     build: Annotated[bool, typer.Option("--build", help="Build images before starting.")] = False,
     profile: Annotated[
         list[str] | None,
-        typer.Option("--profile", help="Enable a compose profile (production adds nginx). Repeatable."),
+        typer.Option("--profile", help="Enable a compose profile (production adds nginx, postgres PostgreSQL, monitoring Prometheus). Repeatable."),
     ] = None,
     scale: Annotated[list[str] | None, typer.Option("--scale", help="SERVICE=N replicas. Repeatable.")] = None,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Do not wait for healthchecks.")] = False,

@@ -26,6 +26,9 @@ PRODUCTION_PROFILE = "production"
 PRODUCTION_FILE = "compose.production.yml"
 POSTGRES_PROFILE = "postgres"
 POSTGRES_FILE = "compose.postgres.yml"
+MONITORING_PROFILE = "monitoring"
+MONITORING_FILE = "compose.monitoring.yml"
+MONITORING_SERVICES = frozenset({"prometheus", "redis-exporter", "nginx-exporter"})
 LOG_LINES = 30
 RESTARTS_BEFORE_FAILING = 2
 # Module-level so tests can replace time without touching the global time module.
@@ -43,6 +46,10 @@ def with_profiles(project: Project, profiles: list[str]) -> Project:
     pg_file = project.root / "docker" / POSTGRES_FILE
     if POSTGRES_PROFILE in variant.profiles and pg_file.is_file() and pg_file not in variant.compose_files:
         variant = variant.with_compose_files(pg_file)
+    # `monitoring` layers docker/compose.monitoring.yml (Prometheus and the exporters).
+    mon_file = project.root / "docker" / MONITORING_FILE
+    if MONITORING_PROFILE in variant.profiles and mon_file.is_file() and mon_file not in variant.compose_files:
+        variant = variant.with_compose_files(mon_file)
     return variant
 
 
@@ -59,8 +66,10 @@ def current_variant(engine: Engine, project: Project) -> Project:
     if not extra:
         return project
     # postgres running means the app was started on it: keep that file, or the app is recreated on SQLite.
-    profiles = [PRODUCTION_PROFILE] if extra - {POSTGRES_PROFILE} else []
-    return with_profiles(project, profiles + ([POSTGRES_PROFILE] if POSTGRES_PROFILE in extra else []))
+    profiles = [PRODUCTION_PROFILE] if extra - {POSTGRES_PROFILE} - MONITORING_SERVICES else []
+    profiles += [POSTGRES_PROFILE] if POSTGRES_PROFILE in extra else []
+    profiles += [MONITORING_PROFILE] if extra & MONITORING_SERVICES else []
+    return with_profiles(project, profiles)
 
 
 def parse_scales(items: list[str]) -> dict[str, int]:

@@ -26,6 +26,7 @@ from montero_ops.services.doctor.docker_checks import START_DOCKER, check_compos
 from montero_ops.services.doctor.finding import Finding, Repair, Report, Status, failed, skipped, warned
 from montero_ops.services.doctor.images import check_images
 from montero_ops.services.doctor.locking import check_locking
+from montero_ops.services.doctor.monitoring import check_monitoring
 from montero_ops.services.doctor.ports import check_ports
 from montero_ops.services.doctor.production import check_production
 from montero_ops.services.doctor.schedule import check_schedule
@@ -55,6 +56,7 @@ CHECKS: list[Check] = [
     Check("images.app", check_images, needs_docker=True),
     Check("prod", check_production),
     Check("schedule", check_schedule),
+    Check("monitoring.alerts", check_monitoring, needs_docker=True),
 ]
 
 

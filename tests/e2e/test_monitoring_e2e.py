@@ -1,0 +1,127 @@
+"""`--profile monitoring` on a real engine: production + monitoring with 3 app replicas. Prometheus
+(Debian's package, image built on the local base) finds the replicas by Docker DNS; after a load loop
+its sum(rate()) matches the load within 10 %; stopping a replica fires AppReplicaDown, starting it
+again clears it. Prometheus is published on loopback only."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import threading
+import time
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from conftest import free_port_block
+
+REPLICAS = 3
+
+
+def prom(port: int, path: str, **params: str) -> Any:
+    url = f"http://127.0.0.1:{port}{path}" + ("?" + urllib.parse.urlencode(params) if params else "")
+    with urllib.request.urlopen(url, timeout=10) as response:
+        body = json.loads(response.read())
+    assert body["status"] == "success", body
+    return body["data"]
+
+
+def scalar(port: int, query: str, at: float | None = None) -> float | None:
+    params = {"query": query} if at is None else {"query": query, "time": f"{at:.3f}"}
+    result = prom(port, "/api/v1/query", **params)["result"]
+    return float(result[0]["value"][1]) if result else None
+
+
+def wait(check: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+            if last:
+                return last
+        except OSError as exc:
+            last = exc
+        time.sleep(1)
+    raise AssertionError(f"timed out waiting for {what} (last: {last})")
+
+
+def firing(port: int, name: str) -> bool:
+    return any(a["labels"]["alertname"] == name and a["state"] == "firing"
+               for a in prom(port, "/api/v1/alerts")["alerts"])
+
+
+def doctor_alerts(stack: Any) -> dict[str, Any]:
+    """`montero doctor --json`'s monitoring finding (doctor finds the prometheus container itself)."""
+    done = stack.run_montero("doctor", "--json", timeout=180)
+    findings = json.loads(done.stdout)
+    found = [f for f in findings if f["id"] == "monitoring.alerts"]
+    assert len(found) == 1, findings
+    return dict(found[0])
+
+
+def test_prometheus_follows_the_load_and_the_replicas(stack_project: Any, stack_env: dict[str, str]) -> None:
+    stack = stack_project
+    port = free_port_block(1)
+    stack.write_env(
+        SECRET_KEY=secrets.token_hex(32),
+        MONTERO_MONITORING_BASE_IMAGE=stack_env["MONTERO_PYTHON_IMAGE"],
+        MONTERO_MONITORING_IMAGE="montero-monitoring:e2e-h-metrics",
+        MONTERO_PROMETHEUS_PORT=str(port),
+        DEFAULT_RATE_LIMIT="1000000 per minute",
+    )
+    stack.compose_files += [stack.root / "docker" / "compose.production.yml",
+                            stack.root / "docker" / "compose.monitoring.yml"]
+    stack.profiles += ["production", "monitoring"]  # the fixture's `down` then removes them too
+    built = stack.compose("build", "prometheus", timeout=900)
+    assert built.returncode == 0, built.stderr[-3000:]
+    done = stack.compose("up", "-d", "--wait", "--wait-timeout", "300", "--scale", f"app={REPLICAS}", timeout=900)
+    assert done.returncode == 0, f"{done.stderr[-2000:]}\n{stack.logs()}"
+
+    # Loopback only.
+    published = stack.compose("port", "prometheus", "9090").stdout.strip()
+    assert published == f"127.0.0.1:{port}", published
+    wait(lambda: scalar(port, 'count(up{job="app"} == 1)') == REPLICAS, 90, "3 app targets up")
+    wait(lambda: scalar(port, 'redis_up') == 1, 60, "the redis exporter")
+    wait(lambda: scalar(port, 'nginx_up') == 1, 60, "the nginx exporter")
+
+    # Steady load through nginx; every answer's time is kept to compute the client's own rate.
+    stamps: list[float] = []
+    stop = threading.Event()
+    url = f"http://127.0.0.1:{stack.http_port}/health"
+
+    def load() -> None:
+        while not stop.is_set():
+            with urllib.request.urlopen(url, timeout=10) as r:
+                if r.status == 200:
+                    stamps.append(time.time())
+
+    threads = [threading.Thread(target=load, daemon=True) for _ in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(50)
+    at = time.time() - 10  # scraped every 5 s: leave Prometheus time to have the window's samples
+    time.sleep(12)
+    stop.set()
+    for t in threads:
+        t.join(timeout=15)
+    window = 30.0
+    client_rate = sum(1 for s in stamps if at - window < s <= at) / window
+    query = f'sum(rate(montero_http_requests_total{{endpoint="/health",status="200"}}[{int(window)}s]))'
+    prom_rate = scalar(port, query, at=at)
+    assert prom_rate is not None and client_rate > 5, (prom_rate, client_rate)
+    print(f"load {client_rate:.1f} req/s, Prometheus sum(rate()) {prom_rate:.1f} req/s")
+    assert abs(prom_rate - client_rate) <= 0.10 * client_rate, (prom_rate, client_rate)
+
+    # A replica stops: the alert fires; it starts again: the alert clears.
+    victim = f"{stack.name}-app-{REPLICAS}"
+    subprocess.run(["docker", "stop", "-t", "5", victim], check=True, capture_output=True, timeout=60)
+    try:
+        wait(lambda: firing(port, "AppReplicaDown"), 120, "AppReplicaDown firing")
+        assert "AppReplicaDown" in doctor_alerts(stack)["message"]
+    finally:
+        subprocess.run(["docker", "start", victim], check=True, capture_output=True, timeout=60)
+    wait(lambda: scalar(port, 'count(up{job="app"} == 1)') == REPLICAS, 120, "the replica back")
+    wait(lambda: not firing(port, "AppReplicaDown"), 120, "AppReplicaDown cleared")
+    assert "AppReplicaDown" not in doctor_alerts(stack)["message"]
