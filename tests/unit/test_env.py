@@ -47,9 +47,9 @@ def test_check_reports_placeholder_short_and_missing(cli, project: Path) -> None
     env.chmod(0o600)
     result = cli("env", "check")
     assert result.exit_code == 1
-    assert result.stdout == "✘ SECRET_KEY is a placeholder value\n"
+    assert result.stdout == "✘ SECRET_KEY is a documented placeholder\n"
     env.write_text("SECRET_KEY=abc\n")
-    assert cli("env", "check").stdout == "✘ SECRET_KEY is 3 characters, needs 32+\n"
+    assert cli("env", "check").stdout == "✘ SECRET_KEY is shorter than 32 characters\n"
     env.write_text("FLASK_ENV=production\n")
     result = cli("env", "check", "--json")
     assert result.exit_code == 1
@@ -57,14 +57,31 @@ def test_check_reports_placeholder_short_and_missing(cli, project: Path) -> None
         {"level": "error", "variable": "SECRET_KEY", "message": "SECRET_KEY is not set"}]}
 
 
-def test_check_uses_the_backend_placeholder_list(cli, project: Path) -> None:
+REAL_SETTINGS = Path(__file__).parents[2] / "backend" / "montero_api" / "settings.py"
+
+
+def test_check_applies_the_apps_own_rule(cli, project: Path) -> None:
+    """Issue 12.9: `env check` said "looks good" for a key the app refuses to start with."""
     settings = project / "backend" / "montero_api" / "settings.py"
     settings.parent.mkdir(parents=True)
-    settings.write_text('PLACEHOLDER_SECRETS = frozenset({"our-very-own-placeholder-value-1234567"})\n')
+    settings.write_text(REAL_SETTINGS.read_text())
     env = project / ".env"
-    env.write_text("SECRET_KEY=our-very-own-placeholder-value-1234567\n")
+    env.write_text("SECRET_KEY=development-key-0123456789abcdef0123456789\n")
     env.chmod(0o600)
-    assert cli("env", "check").stdout == "✘ SECRET_KEY is a placeholder value\n"
+    result = cli("env", "check")
+    assert (result.exit_code, result.stdout) == (1, "✘ SECRET_KEY is a documented placeholder\n")
+    env.write_text("SECRET_KEY=" + "4f" * 32 + "\n")
+    assert cli("env", "check").stdout == "✔ .env looks good\n"
+
+
+def test_check_loads_the_rule_from_the_projects_backend(cli, project: Path) -> None:
+    settings = project / "backend" / "montero_api" / "settings.py"
+    settings.parent.mkdir(parents=True)
+    settings.write_text("def secret_key_problem(value):\n    return None if value == 'ok' else 'SECRET_KEY must be ok'\n")
+    env = project / ".env"
+    env.write_text("SECRET_KEY=" + "4f" * 32 + "\n")
+    env.chmod(0o600)
+    assert cli("env", "check").stdout == "✘ SECRET_KEY must be ok\n"
 
 
 def test_check_warns_about_a_world_readable_env(cli, project: Path) -> None:

@@ -10,20 +10,10 @@ from pathlib import Path
 from montero_ops.project import Project
 from montero_ops.services.doctor.context import Context, parse_env_file
 from montero_ops.services.doctor.finding import Finding, Repair, failed, passed, skipped, warned
-from montero_ops.services.envfile import MIN_SECRET_LENGTH as MIN_KEY
-from montero_ops.services.envfile import REQUIRED
-from montero_ops.services.envfile import placeholders as known_placeholders
+from montero_ops.services.envfile import REQUIRED, secret_key_problem
 
 KEYGEN = 'python -c "import secrets; print(secrets.token_hex(32))"'
 TRUE = {"1", "true", "yes", "on"}
-
-
-def is_placeholder(value: str, known: frozenset[str], example: str = "") -> bool:
-    """Like the backend: an exact placeholder, a long placeholder marker inside, or the example's value."""
-    low = value.lower()
-    if value == example or low in known or len(set(value)) < 6:
-        return True
-    return any(len(marker) >= 6 and marker in low for marker in known)
 
 
 def create_env(project: Project) -> str:
@@ -99,8 +89,7 @@ def check_config(ctx: Context) -> list[Finding]:
         # Variables of the example left out are not a problem: compose.yml gives each a default.
         note = f" ({len(absent)} optional variable(s) of {example.name} unset: defaults apply)" if absent else ""
         findings.append(passed("config.required", f"required variables set{note}"))
-    known = known_placeholders(ctx.project)
-    findings.append(_secret_key(env.get("SECRET_KEY", ""), known, example_env.get("SECRET_KEY", ""), env_file))
+    findings.append(_secret_key(ctx.project, env.get("SECRET_KEY", ""), example_env.get("SECRET_KEY", ""), env_file))
     findings.append(_flask_env(env, ctx.production))
     findings.append(_mail(env))
     return findings
@@ -115,20 +104,15 @@ def _duplicates(env_file: Path) -> list[str]:
     return sorted(name for name, count in seen.items() if count > 1)
 
 
-def _secret_key(key: str, known: frozenset[str], example_key: str, env_file: Path) -> Finding:
+def _secret_key(project: Project, key: str, example_key: str, env_file: Path) -> Finding:
+    """The app's own rule (backend settings.secret_key_problem), plus: not the example's value."""
     fix = f"{KEYGEN}  # and put it as SECRET_KEY= in {env_file.name}"
     repair = Repair("write a fresh SECRET_KEY to .env (signs out every session)", lambda: replace_key(env_file))
-    if not key:
-        return failed("config.secret_key", "SECRET_KEY is empty", fix, repair=repair)
-    if len(key) < MIN_KEY:
-        return failed(
-            "config.secret_key",
-            f"SECRET_KEY is too short ({len(key)} characters, {MIN_KEY} needed)",
-            fix,
-            repair=repair,
-        )
-    if is_placeholder(key, known, example_key):
-        return failed("config.secret_key", "SECRET_KEY is a placeholder, not a generated key", fix, repair=repair)
+    problem = secret_key_problem(project, key)
+    if problem is None and key == example_key:
+        problem = "SECRET_KEY is the value of .env.example, not a generated key"
+    if problem:
+        return failed("config.secret_key", problem, fix, repair=repair)
     return passed("config.secret_key", f"SECRET_KEY set ({len(key)} characters)")
 
 

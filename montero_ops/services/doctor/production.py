@@ -13,7 +13,7 @@ from montero_ops.services import redact
 from montero_ops.services.doctor.context import Context, container_name, parse_env_file
 from montero_ops.services.doctor.data import check_backups
 from montero_ops.services.doctor.finding import Finding, failed, passed, skipped, warned
-from montero_ops.services.envfile import placeholders as known_placeholders
+from montero_ops.services.envfile import is_placeholder
 
 HTTPS_PORT_HEX = ":01BB"  # 443 in /proc/net/tcp
 ROTATING_DRIVERS = {"local", "journald", "syslog", "gelf", "fluentd", "awslogs", "splunk", "none"}
@@ -159,11 +159,10 @@ def _service(c: dict[str, Any]) -> str:
 def _secrets(ctx: Context) -> Finding:
     env = ctx.env_file_values
     example = parse_env_file(ctx.project.env_example) if ctx.project.env_example.is_file() else {}
-    known = known_placeholders(ctx.project)
     bad = sorted(
         name
         for name, value in env.items()
-        if redact.is_secret(name) and value and (value == example.get(name) or value.lower() in known)
+        if redact.is_secret(name) and value and (value == example.get(name) or is_placeholder(ctx.project, value))
     )
     if bad:
         return failed(

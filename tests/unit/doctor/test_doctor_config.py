@@ -59,13 +59,18 @@ def test_world_readable_env_warns_and_repair_chmods(root: Path) -> None:
 @pytest.mark.parametrize(
     ("key", "text"),
     [
-        ("k3y9z", "too short (5 characters"),
-        ("change-me", "too short"),
+        ("k3y9z", "SECRET_KEY is shorter than 32 characters"),
+        ("change-me", "SECRET_KEY is a documented placeholder"),
         ("change-me-change-me-change-me-change-me", "placeholder"),
-        ("", "empty"),
+        ("development-key-0123456789abcdef0123456789", "SECRET_KEY is a documented placeholder"),
+        ("", "SECRET_KEY is not set"),
     ],
 )
 def test_weak_secret_key_fails(root: Path, key: str, text: str) -> None:
+    """The app's own rule (backend settings.py, loaded by path): doctor and the app agree."""
+    settings = root / "backend" / "montero_api" / "settings.py"
+    settings.parent.mkdir(parents=True, exist_ok=True)
+    settings.write_text((Path(__file__).parents[3] / "backend" / "montero_api" / "settings.py").read_text())
     write_env(root, GOOD.replace(STRONG_KEY, key))
     finding = _by_id(root)["config.secret_key"]
     assert finding.status.value == "fail" and text in finding.message
