@@ -51,7 +51,8 @@ def _stack(ctx: typer.Context, what: str) -> Stack:
             raise DockerUnavailable(f"{exc.message} (Redis data is in a Docker volume)",
                                     hint=f"{exc.hint}; the database alone needs no Docker: `montero {ctx.info_name} sqlite`"
                                     ) from exc
-        warn("Docker is not reachable: working on the SQLite file only (the app cannot be running)")
+        warn("Docker is not reachable: working on the SQLite file only; "
+             "a restore goes on only if no process has the database open")
         return NoStack()
 
 

@@ -69,7 +69,7 @@ class Cluster:
         return {n: self.docker(n, "info", "--format", "{{.Swarm.NodeID}}").stdout.strip()
                 for n in range(1, self.nodes + 1)}
 
-    def wait(self, check: "object", timeout: float, what: str) -> float:
+    def wait(self, check: object, timeout: float, what: str) -> float:
         start = time.monotonic()
         while time.monotonic() - start < timeout:
             if check():  # type: ignore[operator]
@@ -108,8 +108,8 @@ def cluster_problem() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
-def cluster(docker_engine: str) -> Iterator[Cluster]:
+@pytest.fixture(scope="session", name="cluster")
+def cluster_fixture(docker_engine: str) -> Iterator[Cluster]:
     problem = cluster_problem()
     if problem:
         if IN_CI:

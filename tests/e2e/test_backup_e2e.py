@@ -142,3 +142,27 @@ def test_redis_only_round_trip_and_stopped_stack_backup(stack_project: Any) -> N
     assert manifest["redis"]["source"].startswith("volume")
     assert (Path(stack.root) / "backups" / manifest["id"] / "redis" / "dump.rdb").stat().st_size > 0
     assert stack.run_montero("backups", "verify", "--all").returncode == 0
+
+
+def test_restore_without_docker_refuses_while_the_app_holds_the_database(stack_project: Any) -> None:
+    """Issue 22, point 0: the repro of the lost writes. The app runs (its gunicorn workers hold
+    the database open), Docker is unreachable for montero: the restore must refuse and change nothing."""
+    stack = stack_project
+    stack.write_env(SECRET_KEY=secrets.token_hex(32))
+    up(stack)
+    made = stack.run_montero("backup", "sqlite", "--json")
+    assert made.returncode == 0, made.stderr
+    db = stack.root / "data" / "mi_sistema.db"
+    before = sqlite_db.table_checksums(db)
+    backups = sorted(p.name for p in (stack.root / "backups").iterdir())
+    refused = stack.run_montero("restore", "sqlite", "--latest", "--yes",
+                                env={"DOCKER_HOST": "unix:///tmp/montero-e2e-nonexistent.sock"})
+    assert refused.returncode == 1, refused.stderr
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("Error: ")]
+    assert errors and errors[0].startswith("Error: restore refused: mi_sistema.db is open in pid "), refused.stderr
+    assert "gunicorn" in errors[0] and "nothing was changed" in errors[0]
+    assert sqlite_db.table_checksums(db) == before
+    assert sorted(p.name for p in (stack.root / "backups").iterdir()) == backups  # no safety backup either
+    # With Docker reachable montero stops the app itself, and the same restore goes through.
+    done = stack.run_montero("restore", "sqlite", "--latest", "--yes")
+    assert done.returncode == 0, done.stderr

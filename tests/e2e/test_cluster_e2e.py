@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tests.e2e.cluster import Cluster, cluster  # noqa: F401  (the fixture)
+from tests.e2e.cluster import Cluster, cluster_fixture  # noqa: F401  (the `cluster` fixture)
 
 pytestmark = pytest.mark.cluster
 

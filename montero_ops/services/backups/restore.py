@@ -12,6 +12,7 @@ from montero_ops.errors import MonteroError, UsageError
 from montero_ops.project import Project
 from montero_ops.services.backups import sqlite_db
 from montero_ops.services.backups.create import create_backup, normalize_what, require_space, sqlite_size
+from montero_ops.services.backups.holders import require_unheld
 from montero_ops.services.backups.manifest import Manifest
 from montero_ops.services.backups.redis_data import persistence_mode
 from montero_ops.services.backups.stack import Stack
@@ -110,6 +111,10 @@ def run_restore(
     app_running = "sqlite" in plan.what and stack.running("app")
     redis_running = "redis" in plan.what and stack.running("redis")
     aof = _redis_aof(plan, stack, redis_running)
+    if plan.db_path is not None and "sqlite" in plan.what and not app_running:
+        # montero will not stop anything: whatever has the file open must not be there at all
+        # (Docker unreachable, or an app outside Docker).
+        require_unheld(plan.db_path, "restore refused")
     safety: tuple[Path, Manifest] | None = None
     if safety_what:
         progress(f"safety backup of the current {'+'.join(safety_what)}")
@@ -172,6 +177,8 @@ def _apply(folder: Path, manifest: Manifest, plan: RestorePlan, stack: Stack, to
                                       sha256=meta.get("uncompressed_sha256") or entry.sha256,
                                       journal_mode=meta.get("journal_mode"))
         try:
+            # Also after montero stopped the app: nothing may still write to the old file.
+            require_unheld(plan.db_path, "restore stopped before the swap")
             sqlite_db.swap_in(staged, plan.db_path)
         finally:
             staged.unlink(missing_ok=True)
