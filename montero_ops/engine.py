@@ -14,7 +14,7 @@ import socket
 import urllib.parse
 from typing import Any
 
-from montero_ops.errors import DockerUnavailable
+from montero_ops.errors import DockerUnavailable, EngineError
 
 DEFAULT_SOCKET = "/var/run/docker.sock"
 API_VERSION = "v1.41"  # Docker 20.10+, the oldest engine montero supports
@@ -118,7 +118,7 @@ class Engine:
                 message = json.loads(data).get("message", "")
             except ValueError:
                 message = data.decode(errors="replace")
-            raise DockerUnavailable(f"Docker Engine API error {status}: {message}")
+            raise EngineError(status, message)
         return data
 
     def ping(self) -> None:
@@ -163,8 +163,8 @@ class Engine:
         """The image's inspect document, or None when no such image exists."""
         try:
             result: dict[str, Any] = self.get(f"/images/{urllib.parse.quote(name, safe='')}/json")
-        except DockerUnavailable as exc:
-            if "404" in exc.message:
+        except EngineError as exc:
+            if exc.status == 404:
                 return None
             raise
         return result

@@ -48,6 +48,18 @@ class DockerUnavailable(MonteroError):
     exit_code = ExitCode.DOCKER_UNAVAILABLE
 
 
+class EngineError(MonteroError):
+    """The Docker Engine answered, with an error status (no such container or image, a conflict…).
+
+    Not a daemon problem, so not exit 3: `status` lets callers tell a 404 from a 409 or a 500.
+    """
+
+    def __init__(self, status: int, message: str, hint: str | None = None) -> None:
+        super().__init__(f"Docker Engine API error {status}: {message}", hint=hint)
+        self.status = status
+        self.detail = message
+
+
 class ProjectNotFound(MonteroError):
     exit_code = ExitCode.PROJECT_NOT_FOUND
 

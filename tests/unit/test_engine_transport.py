@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from montero_ops.engine import Engine, _unchunk
-from montero_ops.errors import DockerUnavailable
+from montero_ops.errors import DockerUnavailable, EngineError, ExitCode
 
 
 def serve_once(path: Path, answer: bytes) -> list[bytes]:
@@ -65,8 +65,22 @@ def test_a_chunked_answer_is_decoded(tmp_path: Path) -> None:
 def test_an_api_error_carries_the_engine_message(tmp_path: Path) -> None:
     sock = tmp_path / "d.sock"
     serve_once(sock, b'HTTP/1.0 404 Not Found\r\n\r\n{"message": "No such container: nope"}')
-    with pytest.raises(DockerUnavailable, match="404: No such container: nope"):
+    with pytest.raises(EngineError, match="404: No such container: nope") as caught:
         Engine(str(sock)).inspect("nope")
+    # Issue 12.10: the daemon answered, so this is not "Docker unavailable" (exit 3).
+    assert not isinstance(caught.value, DockerUnavailable)
+    assert (caught.value.status, caught.value.exit_code) == (404, ExitCode.FAILED)
+
+
+def test_a_missing_image_is_none_other_errors_raise(tmp_path: Path) -> None:
+    sock = tmp_path / "d.sock"
+    serve_once(sock, b'HTTP/1.0 404 Not Found\r\n\r\n{"message": "No such image: x"}')
+    assert Engine(str(sock)).image_inspect("x") is None
+    sock2 = tmp_path / "e.sock"
+    serve_once(sock2, b'HTTP/1.0 500 Internal Server Error\r\n\r\n{"message": "the 404 store broke"}')
+    with pytest.raises(EngineError) as caught:
+        Engine(str(sock2)).image_inspect("x")
+    assert caught.value.status == 500
 
 
 def test_a_missing_socket_says_the_daemon_is_not_running(tmp_path: Path) -> None:
@@ -79,3 +93,22 @@ def test_garbage_is_reported_as_a_daemon_that_does_not_answer(tmp_path: Path) ->
     serve_once(sock, b"not http at all")
     with pytest.raises(DockerUnavailable, match="not answering"):
         Engine(str(sock)).ping()
+
+
+def test_a_crashing_doctor_check_hints_a_command_that_exists(cli, project: Path) -> None:
+    """Issue 12.12: the hint was `montero doctor --debug`, which fails: --debug is a root option."""
+    from concurrent.futures import Future
+
+    from montero_ops.services.doctor.runner import _bounded
+
+    crashed: Future[list[object]] = Future()
+    crashed.set_exception(ValueError("boom"))
+    finding = _bounded(crashed, "x.check", 1.0, docker=False)  # type: ignore[arg-type]
+    assert not isinstance(finding, list)
+    assert finding.fix == "montero --debug doctor"
+    assert cli("--debug", "doctor", "--help").exit_code == 0
+    failed: Future[list[object]] = Future()
+    failed.set_exception(EngineError(409, "container is restarting"))
+    finding = _bounded(failed, "x.check", 1.0, docker=True)  # type: ignore[arg-type]
+    assert not isinstance(finding, list)
+    assert (finding.status.value, finding.message) == ("fail", "Docker Engine API error 409: container is restarting")

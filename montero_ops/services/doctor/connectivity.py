@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from montero_ops.errors import DockerUnavailable
+from montero_ops.errors import DockerUnavailable, EngineError
 from montero_ops.services.doctor.context import Context, container_name
 from montero_ops.services.doctor.data import database_file
 from montero_ops.services.doctor.finding import Finding, Repair, failed, passed, skipped, warned
@@ -33,7 +33,7 @@ def probe(ctx: Context, container: dict[str, Any], cmd: list[str]) -> tuple[int,
     assert ctx.engine is not None
     try:
         return ctx.engine.exec_run(container["Id"], cmd)
-    except DockerUnavailable:
+    except (DockerUnavailable, EngineError):
         return None
 
 

@@ -14,7 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
-from montero_ops.errors import DockerUnavailable
+from montero_ops.errors import DockerUnavailable, EngineError
 from montero_ops.project import Project
 from montero_ops.services.doctor.config import check_config
 from montero_ops.services.doctor.connectivity import check_connectivity
@@ -110,8 +110,10 @@ def _bounded(
         return failed(check_id, f"no answer within {budget:.0f}s (a hung Docker daemon or filesystem?)", fix)
     except DockerUnavailable as exc:
         return failed(check_id, exc.message, exc.hint or START_DOCKER)
+    except EngineError as exc:
+        return failed(check_id, exc.message, exc.hint or "montero --debug doctor   # shows the request that failed")
     except Exception as exc:  # noqa: BLE001 - a crashing check must not hide the others' findings
-        return warned(check_id, f"check could not run: {type(exc).__name__}: {exc}", "montero doctor --debug")
+        return warned(check_id, f"check could not run: {type(exc).__name__}: {exc}", "montero --debug doctor")
 
 
 def apply_repairs(report: Report, confirm: Callable[[Finding, Repair], bool]) -> list[tuple[Finding, str]]:

@@ -1,0 +1,51 @@
+"""Issues 12.8 / 21.4 on a real stack: a multi-line secret and names no pattern would guess
+never reach `config`, `env show` or `inspect` output, text or JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+PEM_LINES = [
+    "-----BEGIN PRIVATE KEY-----",
+    "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj",
+    "MzEfYyjiWA4R4rGx4vY2Pc2u1u3Fh3l8pq0LkQ9bX7cN2mQ5sT8vW1yZ3aB6dE9f",
+    "-----END PRIVATE KEY-----",
+]
+
+
+def test_config_env_show_and_inspect_print_no_line_of_a_multi_line_secret(stack_project: Any,
+                                                                          app_image: str) -> None:
+    p = stack_project
+    pem = "\n".join(PEM_LINES)
+    env = p.root / ".env"
+    env.write_text(
+        "SECRET_KEY=" + "5e" * 32 + "\n"
+        f'MAIL_PASSWORD="{pem}"\n'          # compose passes it to the app: a block scalar in its YAML
+        "SMTP_PASS=smtp-pass-value-1\nAPI_AUTH=api-auth-value-2\nSOME_NEW_THING=new-thing-value-3\n"
+    )
+    env.chmod(0o600)
+    secrets = [*PEM_LINES[1:3], "smtp-pass-value-1", "api-auth-value-2", "new-thing-value-3"]
+
+    # Compose itself prints the key's body lines in clear: the case montero must cover.
+    raw = p.compose("config")
+    assert raw.returncode == 0, raw.stderr
+    assert PEM_LINES[1] in raw.stdout
+
+    for args in (("config",), ("config", "--json"), ("env", "show"), ("env", "show", "--json")):
+        done = p.run_montero(*args)
+        assert done.returncode == 0, (args, done.stderr)
+        for secret in secrets:
+            assert secret not in done.stdout + done.stderr, (args, secret)
+    doc = json.loads(p.run_montero("config", "--json").stdout)
+    assert doc["services"]["app"]["environment"]["MAIL_PASSWORD"] == "********"
+    assert doc["services"]["app"]["environment"]["TZ"] == "America/Bogota"
+
+    up = p.run_montero("up")
+    assert up.returncode == 0, up.stderr
+    for args in (("inspect", "app"), ("inspect", "app", "--env")):
+        done = p.run_montero(*args)
+        assert done.returncode == 0, (args, done.stderr)
+        for secret in secrets[:2]:
+            assert secret not in done.stdout, (args, secret)
+        assert "MAIL_PASSWORD=********" in done.stdout
