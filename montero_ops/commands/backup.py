@@ -172,6 +172,9 @@ def verify_cmd(
 
     root = _backups_dir(ctx, folder)
     paths = [r.path for r in list_backups(root)] if all_ else [find_backup(root, ref, latest=ref is None)]
+    if not paths:
+        # Nothing verified is not "all verified": the same answer as without --all.
+        raise UsageError(f"no backups in {root}", hint="make one with `montero backup`")
     results = [verify_backup(p) for p in paths]
     if json:
         print_json([r.to_dict() for r in results])
@@ -219,7 +222,7 @@ def prune_cmd(
 
 def restore(
     ctx: typer.Context,
-    what: Annotated[What, typer.Argument(help="What to restore.")],
+    what: Annotated[What, typer.Argument(help="What to restore (default: all, like `backup`).")] = What.all,
     ref: Annotated[str | None, typer.Argument(help="Backup ID or path.")] = None,
     latest: Annotated[bool, typer.Option("--latest", help="Use the newest backup of this project.")] = False,
     yes: YesOption = False,

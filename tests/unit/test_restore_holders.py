@@ -92,3 +92,53 @@ def test_unreadable_processes_without_shm_proof_are_refused() -> None:
     assert not holders.Holders(unreadable=3, shm_free=False).proven_free
     assert holders.Holders(unreadable=3, shm_free=True).proven_free
     assert holders.Holders().proven_free
+
+
+def test_backups_in_the_same_second_get_distinct_names(shop: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """Issue 22, point 7: names are claimed atomically (mkdir), so concurrent backups stamped
+    with the same second all succeed (before: 'OSError: [Errno 39] Directory not empty')."""
+    import datetime
+    import threading
+
+    from montero_ops.project import find_project
+    from montero_ops.services.backups import create
+    from montero_ops.services.backups.manifest import list_backups
+    from montero_ops.services.backups.stack import NoStack
+
+    frozen = datetime.datetime(2026, 12, 2, 12, 0, 0, tzinfo=datetime.UTC)
+    monkeypatch.setattr(create, "utc_now", lambda: frozen)
+    project = find_project(str(shop), None, None)
+    made: list[str] = []
+    failed: list[BaseException] = []
+
+    def one() -> None:
+        try:
+            made.append(create.create_backup(project, "sqlite", NoStack(), shop / "backups")[1].id)
+        except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            failed.append(exc)
+
+    threads = [threading.Thread(target=one) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not failed, failed
+    assert len(set(made)) == 6
+    assert sorted(r.path.name for r in list_backups(shop / "backups") if r.manifest) == sorted(made)
+    assert not [p for p in (shop / "backups").iterdir() if p.name.startswith(".")]  # no scratch left
+
+
+def test_verify_all_without_backups_says_so(cli: Callable[..., Result], shop: Path) -> None:  # noqa: F811
+    result = cli("backups", "verify", "--all")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[0] == f"Error: no backups in {shop / 'backups'}"
+
+
+def test_restore_latest_defaults_to_all_as_the_readme_says(cli: Callable[..., Result], shop: Path) -> None:  # noqa: F811
+    """`montero restore --latest` (README) used to exit 2 asking for WHAT; now WHAT is `all`.
+    Here the newest backup holds only SQLite, so `all` is refused for what it lacks."""
+    made = backup(cli)
+    result = cli("restore", "--latest", "--yes")
+    assert "Missing argument" not in result.stderr
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.splitlines()[0] == f"Error: backup {made} holds sqlite, not redis"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sqlite3
 from collections.abc import Callable
@@ -81,10 +82,15 @@ def create_backup(
         if "redis" in contents:
             manifest.redis = _backup_redis(stack, work, files, progress)
         manifest.files = files
-        final = _final_path(backups_dir, backup_id(when, project.name, contents))
-        manifest.id = final.name
-        write_manifest(work, manifest)
-        work.rename(final)
+        final = _claim_name(backups_dir, backup_id(when, project.name, contents))
+        try:
+            manifest.id = final.name
+            write_manifest(work, manifest)
+            work.rename(final)  # onto the empty folder we claimed: atomic
+        except BaseException:
+            with contextlib.suppress(OSError):
+                final.rmdir()
+            raise
         sqlite_db.fsync_dir(backups_dir)
         return final, manifest
     except BaseException:
@@ -92,12 +98,17 @@ def create_backup(
         raise
 
 
-def _final_path(backups_dir: Path, base: str) -> Path:
+def _claim_name(backups_dir: Path, base: str) -> Path:
+    """Reserve a free name by creating it (mkdir is atomic): two backups in the same second,
+    even from two processes, get two names instead of one failing with 'Directory not empty'."""
     candidate, n = backups_dir / base, 1
-    while candidate.exists():
-        n += 1
-        candidate = backups_dir / f"{base}-{n}"
-    return candidate
+    while True:
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            n += 1
+            candidate = backups_dir / f"{base}-{n}"
 
 
 def _backup_sqlite(

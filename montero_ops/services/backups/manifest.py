@@ -131,6 +131,8 @@ def list_backups(backups_dir: Path) -> list[BackupRef]:
         return []
     refs: list[BackupRef] = []
     for folder in sorted(p for p in backups_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if not any(folder.iterdir()):
+            continue  # a name claimed by a backup that is being finished (create._claim_name)
         try:
             refs.append(BackupRef(folder, read_manifest(folder)))
         except UsageError as exc:
