@@ -24,6 +24,7 @@ class What(str, Enum):
     postgres = "postgres"  # profile postgres: montero_ops/services/backup_postgres.py
 
 
+OffsiteOption = Annotated[bool, typer.Option("--offsite", help="Work on the offsite restic repository.")]
 DirOption = Annotated[
     Path | None, typer.Option("--dir", help="Backups folder (default: $MONTERO_BACKUP_DIR or ./backups).")
 ]
@@ -92,6 +93,7 @@ def backup(
     what: Annotated[What, typer.Argument(help="What to back up.")] = What.all,
     compress: Annotated[bool, typer.Option("--compress", help="gzip the database copy.")] = False,
     folder: DirOption = None,
+    push: Annotated[bool, typer.Option("--push", help="Then send it to the offsite repository.")] = False,
     json: JsonOption = False,
 ) -> None:
     """Back up SQLite and/or Redis while the app keeps running; verified before it counts.
@@ -113,6 +115,16 @@ def backup(
         stack = NoStack() if what is What.sqlite else _stack(ctx, what.value)
         path, manifest = create_backup(project, what.value, stack, _backups_dir(ctx, folder),
                                        compress=compress, progress=info)
+    if push:
+        from montero_ops.commands.offsite import push_folders
+
+        success(f"backup {manifest.id} ({', '.join(manifest.contents)}), integrity ok")
+        pushed = push_folders(project, [path], json=False)
+        if json:
+            print_json({**manifest.to_dict(), "offsite": pushed[0]})
+        else:
+            typer.echo(str(path))
+        return
     if json:
         print_json(manifest.to_dict())
         return
@@ -126,11 +138,16 @@ backups_app = typer.Typer(
 
 
 @backups_app.command("list")
-def list_cmd(ctx: typer.Context, folder: DirOption = None, json: JsonOption = False) -> None:
+def list_cmd(ctx: typer.Context, folder: DirOption = None, offsite: OffsiteOption = False,
+             json: JsonOption = False) -> None:
     """List backups, oldest first.
 
     Example: montero backups list --json
     """
+    if offsite:
+        from montero_ops.commands.offsite import list_offsite
+
+        return list_offsite(get_state(ctx).project(), json)
     from montero_ops.output import print_json
     from montero_ops.services.backups import list_backups
 
@@ -161,12 +178,19 @@ def verify_cmd(
     ref: Annotated[str | None, typer.Argument(help="Backup ID or path (default: the newest).")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Verify every backup.")] = False,
     folder: DirOption = None,
+    offsite: OffsiteOption = False,
     json: JsonOption = False,
 ) -> None:
     """Check checksums, the database's integrity and the manifest; exit 1 when any backup fails.
 
+    With --offsite: restic check of the repository, then the same checks on what comes back.
+
     Example: montero backups verify --all
     """
+    if offsite:
+        from montero_ops.commands.offsite import verify_offsite
+
+        return verify_offsite(get_state(ctx).project(), ref, json)
     from montero_ops.output import print_json
     from montero_ops.services.backups import find_backup, list_backups, verify_backup
 
@@ -225,6 +249,7 @@ def restore(
     what: Annotated[What, typer.Argument(help="What to restore (default: all, like `backup`).")] = What.all,
     ref: Annotated[str | None, typer.Argument(help="Backup ID or path.")] = None,
     latest: Annotated[bool, typer.Option("--latest", help="Use the newest backup of this project.")] = False,
+    from_offsite: Annotated[bool, typer.Option("--from-offsite", help="Fetch it from the offsite repository first.")] = False,
     yes: YesOption = False,
     folder: DirOption = None,
     json: JsonOption = False,
@@ -241,7 +266,12 @@ def restore(
     project = get_state(ctx).project()
     _refuse_sqlite_on_postgres(ctx, what)
     root = _backups_dir(ctx, folder)
-    path = find_backup(root, ref, latest=latest, project=project.name)
+    if from_offsite:
+        from montero_ops.commands.offsite import fetch_for_restore
+
+        path = fetch_for_restore(project, None if latest else ref, root)
+    else:
+        path = find_backup(root, ref, latest=latest, project=project.name)
     if what is What.postgres:
         from montero_ops.services import backup_postgres
 
@@ -269,5 +299,8 @@ def restore(
 
 def register(app: typer.Typer) -> None:
     app.command()(backup)
+    from montero_ops.commands import offsite
+
+    offsite.attach(backups_app)
     app.add_typer(backups_app, name="backups")
     app.command()(restore)

@@ -1,0 +1,254 @@
+"""Offsite copies of verified backups in a restic repository (local path, sftp: or s3:).
+
+Settings (environment first, then .env): MONTERO_OFFSITE_REPOSITORY, MONTERO_OFFSITE_PASSWORD
+or MONTERO_OFFSITE_PASSWORD_FILE, and restic's own variables (AWS_ACCESS_KEY_ID,
+AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION, RESTIC_*) for S3. The password reaches restic only
+through its environment (RESTIC_PASSWORD / RESTIC_PASSWORD_FILE), never its command line, and
+no message here ever contains it or the repository URL's credentials.
+
+Each backup folder is one restic snapshot tagged `montero`, `project=NAME` and `id=BACKUP_ID`,
+so `backups list --offsite` and `restore --from-offsite ID` need nothing but the repository.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from montero_ops.errors import MonteroError, UsageError
+from montero_ops.project import Project
+from montero_ops.services import redact
+
+PASSTHROUGH = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_SESSION_TOKEN",
+               "RESTIC_CACHE_DIR", "RESTIC_COMPRESSION")
+TIMEOUT = 3600.0
+
+
+class OffsiteError(MonteroError):
+    """The offsite repository refused or could not be reached; nothing local was changed."""
+
+
+@dataclass(frozen=True)
+class OffsiteConfig:
+    repository: str
+    env: dict[str, str]  # what restic gets in its environment (secrets included, never printed)
+
+    @property
+    def shown(self) -> str:
+        """The repository as it may be printed: credentials in a URL masked."""
+        return redact.redact_url(self.repository)
+
+
+def load(project: Project) -> OffsiteConfig:
+    from montero_ops.services.envfile import parse_env
+
+    values = parse_env(project.env_file.read_text(errors="replace")) if project.env_file.is_file() else {}
+
+    def get(name: str) -> str:
+        return os.environ.get(name) or values.get(name) or ""
+
+    repo = get("MONTERO_OFFSITE_REPOSITORY")
+    if not repo:
+        raise UsageError("no offsite repository configured",
+                         hint="set MONTERO_OFFSITE_REPOSITORY (a path, sftp:user@host:/path or s3:http://host/bucket)"
+                              " and MONTERO_OFFSITE_PASSWORD in .env")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RESTIC_", "AWS_"))}
+    env["RESTIC_REPOSITORY"] = repo
+    password, password_file = get("MONTERO_OFFSITE_PASSWORD"), get("MONTERO_OFFSITE_PASSWORD_FILE")
+    if password_file:
+        path = Path(password_file).expanduser()
+        if not path.is_absolute():
+            path = project.root / path
+        if not path.is_file():
+            raise UsageError(f"MONTERO_OFFSITE_PASSWORD_FILE {path} does not exist", hint="create it or fix the path")
+        env["RESTIC_PASSWORD_FILE"] = str(path)
+    elif password:
+        env["RESTIC_PASSWORD"] = password
+    else:
+        raise UsageError("no offsite repository password",
+                         hint="set MONTERO_OFFSITE_PASSWORD or MONTERO_OFFSITE_PASSWORD_FILE in .env "
+                              "(losing it loses the offsite backups)")
+    for name in PASSTHROUGH:
+        if get(name):
+            env[name] = get(name)
+    env.setdefault("RESTIC_CACHE_DIR", str(Path(tempfile.gettempdir()) / f"montero-restic-cache-{os.getuid()}"))
+    return OffsiteConfig(repo, env)
+
+
+def _explain(cfg: OffsiteConfig, stderr: str) -> OffsiteError:
+    """restic's stderr turned into one line that says what is wrong (never its secrets)."""
+    low = stderr.lower()
+    if "wrong password" in low or "no key found" in low:
+        return OffsiteError(f"wrong password for the offsite repository {cfg.shown}",
+                            hint="check MONTERO_OFFSITE_PASSWORD(_FILE): it must be the one the repository was created with")
+    if any(s in low for s in ("connection refused", "no such host", "dial tcp", "connection closed",
+                              "ssh command exited", "unable to open repository", "timeout", "network is unreachable")):
+        return OffsiteError(f"offsite repository {cfg.shown} is unreachable",
+                            hint="check MONTERO_OFFSITE_REPOSITORY, the server and the network; nothing local was changed")
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    detail = lines[-1] if lines else "restic failed"
+    for secret in (cfg.env.get("RESTIC_PASSWORD"), cfg.env.get("AWS_SECRET_ACCESS_KEY")):
+        if secret:
+            detail = detail.replace(secret, redact.MASK)
+    return OffsiteError(f"offsite repository {cfg.shown}: {redact.redact_url(detail)}",
+                        hint="run `montero backups verify --offsite` for a full check")
+
+
+def restic(cfg: OffsiteConfig, *args: str, timeout: float = TIMEOUT, cwd: Path | None = None) -> str:
+    if shutil.which("restic") is None:
+        raise OffsiteError("restic is not installed", hint="sudo apt-get install restic (or bash scripts/setup.sh)")
+    try:
+        proc = subprocess.run(["restic", *args],
+                              env=cfg.env, capture_output=True, text=True, timeout=timeout, check=False, cwd=cwd)
+    except subprocess.TimeoutExpired as exc:
+        raise OffsiteError(f"offsite repository {cfg.shown} did not answer within {timeout:.0f} s",
+                           hint="check the server and the network; nothing local was changed") from exc
+    if proc.returncode != 0:
+        raise _explain(cfg, proc.stderr)
+    return proc.stdout
+
+
+def _exists(cfg: OffsiteConfig) -> bool:
+    """True when the repository exists and opens; False when there is none yet (to init)."""
+    try:
+        restic(cfg, "cat", "config", timeout=120)
+        return True
+    except OffsiteError as exc:
+        if "wrong password" in exc.message or "unreachable" in exc.message:
+            raise
+        return False  # "unable to open config file ... Is there a repository": none yet
+
+
+def ensure_repository(cfg: OffsiteConfig) -> bool:
+    """Initialise the repository on first use; True when it was created now."""
+    if _exists(cfg):
+        return False
+    restic(cfg, "init", timeout=300)
+    return True
+
+
+@dataclass
+class PushResult:
+    backup: str
+    snapshot: str
+    bytes_added: int
+    bytes_processed: int
+    created_repository: bool
+    repository: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"backup": self.backup, "snapshot": self.snapshot, "bytes_added": self.bytes_added,
+                "bytes_processed": self.bytes_processed, "created_repository": self.created_repository,
+                "repository": self.repository}
+
+
+def snapshots(cfg: OffsiteConfig, project: str | None = None) -> list[dict[str, Any]]:
+    """This project's snapshots, oldest first: {snapshot, backup, time, paths}."""
+    args = ["snapshots", "--json", "--tag", "montero" if project is None else f"project={project}"]
+    data = json.loads(restic(cfg, *args, timeout=300) or "[]")
+    out = []
+    for snap in data or []:
+        tags = snap.get("tags") or []
+        backup = next((t[3:] for t in tags if t.startswith("id=")), None)
+        if backup:
+            out.append({"snapshot": snap.get("short_id") or snap["id"][:8], "snapshot_id": snap["id"],
+                        "backup": backup, "time": snap.get("time"), "paths": snap.get("paths", [])})
+    return sorted(out, key=lambda s: (s["backup"], s["time"] or ""))
+
+
+def push(cfg: OffsiteConfig, project: Project, folder: Path) -> PushResult:
+    """Send one verified backup folder; an unverified one is refused."""
+    from montero_ops.services.backups import verify_backup
+
+    check = verify_backup(folder)
+    if not check.ok:
+        raise UsageError(f"backup {folder.name} does not verify, not pushing it: {'; '.join(check.problems)}",
+                         hint="push only verified backups: `montero backups verify` / make a new one")
+    created = ensure_repository(cfg)
+    out = restic(cfg, "backup", "--json", "--host", "montero", "--tag", "montero", "--tag", f"project={project.name}",
+                 "--tag", f"id={folder.name}", folder.name, cwd=folder.parent)
+    summary: dict[str, Any] = {}
+    for line in out.splitlines():
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            continue
+        if msg.get("message_type") == "summary":
+            summary = msg
+    return PushResult(folder.name, str(summary.get("snapshot_id", ""))[:8], int(summary.get("data_added", 0)),
+                      int(summary.get("total_bytes_processed", 0)), created, cfg.shown)
+
+
+def fetch(cfg: OffsiteConfig, project: Project, backup: str | None, dest_dir: Path) -> Path:
+    """Restore one backup folder from the repository into dest_dir/ID and verify it there.
+
+    backup None = this project's newest. Written under a hidden .partial name and renamed
+    when verified, so a failed fetch never looks like a local backup."""
+    from montero_ops.services.backups import verify_backup
+
+    snaps = snapshots(cfg, project.name)
+    if backup:
+        snaps = [s for s in snaps if s["backup"] == backup or s["backup"].startswith(backup)
+                 or s["snapshot"] == backup]
+    if not snaps:
+        raise UsageError(f"no offsite backup {backup or 'of project ' + project.name} in {cfg.shown}",
+                         hint="see `montero backups list --offsite`")
+    snap = snaps[-1]
+    target: Path = dest_dir / str(snap["backup"])
+    if target.exists():
+        check = verify_backup(target)
+        if check.ok:
+            return target
+        raise UsageError(f"a different {target} exists locally and does not verify", hint="move it away first")
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".partial-offsite-", dir=dest_dir))
+    try:
+        restic(cfg, "restore", snap["snapshot_id"], "--target", str(work))
+        found = [m.parent for m in work.rglob("manifest.json") if m.parent.name == snap["backup"]]
+        if not found:
+            raise OffsiteError(f"offsite snapshot {snap['snapshot']} holds no backup {snap['backup']}")
+        check = verify_backup(found[0])
+        if not check.ok:
+            raise OffsiteError(f"offsite backup {snap['backup']} came back damaged: {'; '.join(check.problems)}",
+                               hint="run `montero backups verify --offsite`; try an older one")
+        found[0].rename(target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+@dataclass
+class OffsiteVerify:
+    backup: str
+    ok: bool
+    problems: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.backup, "ok": self.ok, "problems": self.problems, "where": "offsite"}
+
+
+def verify(cfg: OffsiteConfig, project: Project, backup: str | None) -> list[OffsiteVerify]:
+    """restic check (structure and a read of all data), then montero's own checksums of what
+    comes back for one backup (the newest by default)."""
+    problems: list[str] = []
+    try:
+        restic(cfg, "check", "--read-data")
+    except OffsiteError as exc:
+        if "wrong password" in exc.message or "unreachable" in exc.message:
+            raise
+        problems.append(f"restic check: {exc.message}")
+    with tempfile.TemporaryDirectory(prefix="montero-offsite-verify-") as tmp:
+        try:
+            got = fetch(cfg, project, backup, Path(tmp))
+            name = got.name
+        except (OffsiteError, UsageError) as exc:
+            if isinstance(exc, UsageError) and not problems:
+                raise
+            name, problems = backup or "?", problems + [exc.message]
+    return [OffsiteVerify(name, not problems, problems)]
