@@ -29,6 +29,8 @@ def logs(
         from montero_ops.errors import UsageError
 
         raise UsageError(f"invalid --tail '{tail}': expected a number or 'all'")
+    service.check_time("--since", since)
+    service.check_time("--until", until)
     from montero_ops.client import compose_base_cmd, require_docker_cli
     from montero_ops.services.stack import current_variant
 

@@ -9,9 +9,31 @@ reader stops, so Ctrl-C would leave it behind.
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import threading
+
+# What docker accepts for --since/--until (its timetypes.GetTimestamp): a Go duration
+# (10m, 1h30m, 1.5h, 300ms), a Unix timestamp (1700000000[.123]), or an RFC 3339-style time
+# (2024-05-01, 2024-05-01T10:00:00[.123][Z|+02:00]).
+_DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ns|us|µs|ms|s|m|h))+$")
+_UNIX = re.compile(r"^\d+(?:\.\d{1,9})?$")
+_TIME = re.compile(
+    r"^\d{4}-\d{2}-\d{2}(?:T\d{2}(?::\d{2}(?::\d{2}(?:\.\d{1,9})?)?)?)?(?:Z|[+-]\d{2}:\d{2})?$"
+)
+
+
+def check_time(option: str, value: str | None) -> None:
+    """Refuse what docker would silently ignore (`--since banana` printed nothing, exit 0)."""
+    if value is None or _DURATION.match(value) or _UNIX.match(value) or _TIME.match(value):
+        return
+    from montero_ops.errors import UsageError
+
+    raise UsageError(
+        f"invalid {option} '{value}': expected a duration (10m, 1h30m), an RFC 3339 time "
+        "(2024-05-01T10:00:00Z) or a Unix timestamp",
+    )
 
 
 def logs_cmd(

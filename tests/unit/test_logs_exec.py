@@ -173,3 +173,24 @@ def test_logs_of_an_unknown_service_says_which_exist(cli, calls: list[list[str]]
         "  Fix: pick one of those, or run `montero logs` for all of them",
     ]
     assert calls == []
+
+
+@pytest.mark.parametrize("option", ["--since", "--until"])
+@pytest.mark.parametrize("value", ["banana", "10x", "1h 30m", "2024-13", "2024-05-01 10:00", "yesterday"])
+def test_logs_bad_time_is_one_line_exit_2(cli, calls: list[list[str]], option: str, value: str) -> None:
+    """Issue 12.11: `--since banana` reached compose, printed nothing and exited 0."""
+    result = cli("logs", "app", option, value)
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"Error: invalid {option} '{value}': expected a duration (10m, 1h30m), an RFC 3339 time "
+        "(2024-05-01T10:00:00Z) or a Unix timestamp\n"
+    )
+    assert calls == []
+
+
+@pytest.mark.parametrize("value", ["10m", "1h30m", "1.5h", "300ms", "1700000000", "1700000000.5", "2024-05-01",
+                                   "2024-05-01T10:00:00Z", "2024-05-01T10:00:00.123+02:00", "2024-05-01T10:00"])
+def test_logs_docker_time_forms_pass(value: str) -> None:
+    from montero_ops.services.logs import check_time
+
+    check_time("--since", value)
