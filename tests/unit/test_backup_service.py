@@ -257,3 +257,48 @@ def test_failed_redis_start_puts_the_safety_backup_back(proj: Project, tmp_path:
         assert server.client().get("state") == "current"
     finally:
         server.stop()
+
+
+class InterruptedStart(FailingStart):
+    """Ctrl-C while the app starts after the swap; compose, hit by the same SIGINT, may fail too."""
+
+    def __init__(self, first: BaseException) -> None:
+        super().__init__()
+        self.first = first
+
+    def start(self, services: list[str]) -> None:
+        self.starts += 1
+        if self.starts == 1:
+            raise self.first
+
+
+def _docker_interrupted() -> BaseException:
+    from python_on_whales.exceptions import DockerException
+
+    return DockerException(["/usr/local/bin/docker", "compose", "--file", "x.yml", "start", "redis", "app"], 130,
+                           stdout=None, stderr=b"context canceled")
+
+
+@pytest.mark.parametrize("first", ["ctrl-c", "compose"])
+def test_interrupted_restore_says_what_it_left_and_never_a_docker_command_line(proj: Project, first: str) -> None:
+    """Issue 22, points 3 and 10: Ctrl-C after the safety backup was 'restore failed: KeyboardInterrupt',
+    exit 1, or python-on-whales' raw command line; now the state it left and exit 130."""
+    from montero_ops.errors import ExitCode, MonteroError
+
+    db = make_db(proj.data_dir / "mi_sistema.db", rows=300)
+    folder, _ = create_backup(proj, "sqlite", NoStack(), proj.backups_dir)
+    with sqlite3.connect(db) as con:
+        con.execute("DELETE FROM orders WHERE id < 50")
+    changed = sqlite_db.table_checksums(db)
+    stack = InterruptedStart(KeyboardInterrupt() if first == "ctrl-c" else _docker_interrupted())
+    with pytest.raises(MonteroError) as err:
+        run_restore(plan_restore(proj, "sqlite", folder, proj.backups_dir), proj, stack, proj.backups_dir)
+    message = err.value.message
+    assert "The command executed was" not in message and "docker compose --file" not in message
+    assert "the data from before the restore was put back" in message
+    if first == "ctrl-c":
+        assert message.startswith("restore failed: interrupted (Ctrl-C); the data from before")
+        assert err.value.exit_code == ExitCode.INTERRUPTED
+    else:
+        assert message.startswith("restore failed: context canceled; the data from before")
+    assert sqlite_db.table_checksums(db) == changed

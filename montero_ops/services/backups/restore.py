@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from montero_ops.errors import MonteroError, UsageError
+from montero_ops.errors import ExitCode, MonteroError, UsageError, docker_error_line
 from montero_ops.project import Project
 from montero_ops.services.backups import sqlite_db
 from montero_ops.services.backups.create import create_backup, normalize_what, require_space, sqlite_size
@@ -129,21 +129,25 @@ def run_restore(
     try:
         _apply(plan.folder, plan.manifest, plan, stack, to_stop, aof, progress)
     except BaseException as exc:
-        reason = exc.message if isinstance(exc, MonteroError) else (str(exc) or type(exc).__name__)
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        reason = "interrupted (Ctrl-C)" if interrupted else _reason(exc)
+        code = ExitCode.INTERRUPTED if interrupted else ExitCode.FAILED
         if safety is None:
-            raise MonteroError(f"restore failed: {reason} (there was no previous data to put back)") from exc
+            raise MonteroError(f"restore failed: {reason} (there was no previous data to put back)",
+                               exit_code=code) from exc
         progress(f"restore failed ({reason}); putting back the safety backup {safety[0].name}")
         try:
             _apply(safety[0], safety[1], plan, stack, to_stop, aof, progress)
         except BaseException as exc2:
-            why = exc2.message if isinstance(exc2, MonteroError) else str(exc2)
             raise MonteroError(
-                f"restore failed: {reason}; putting the previous data back ALSO failed: {why}",
+                f"restore failed: {reason}; putting the previous data back ALSO failed: {_reason(exc2)}",
                 hint=f"the previous data is in {safety[0]}: `montero restore {'+'.join(safety_what)} {safety[0].name} --yes`",
+                exit_code=code,
             ) from exc2
         raise MonteroError(
             f"restore failed: {reason}; the data from before the restore was put back "
             f"(safety backup {safety[0].name}) and the stack restarted",
+            exit_code=code,
         ) from exc
     if plan.needs_migration:
         notes.append(f"database revision {plan.revision} is older than head {', '.join(sorted(plan.heads or []))}: "
@@ -152,6 +156,17 @@ def run_restore(
     if "sqlite" in plan.what and not app_running:
         notes.append("the app was not running: start it with `montero up`")
     return RestoreResult(plan.folder.name, safety[0].name if safety else None, plan.what, notes)
+
+
+def _reason(exc: BaseException) -> str:
+    """One line for a user: never python-on-whales' whole docker command line (that is --verbose's)."""
+    if isinstance(exc, MonteroError):
+        return exc.message
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted (Ctrl-C)"
+    if type(exc).__module__.startswith("python_on_whales"):
+        return docker_error_line(exc)
+    return str(exc) or type(exc).__name__
 
 
 def _redis_aof(plan: RestorePlan, stack: Stack, running: bool) -> bool:
