@@ -18,6 +18,7 @@ through `docker exec`) reads it.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from typing import Any
 
@@ -64,6 +65,12 @@ REDIS_DEGRADED = Gauge(
 APP_INFO = Gauge(
     "montero_app_info", "Always 1; the labels carry the app version and the database revision.",
     ["version", "revision"], multiprocess_mode="livemax",
+)
+
+DATA_DISK = Gauge(
+    "montero_data_disk_used_ratio",
+    "Share of the filesystem holding the SQLite database (./data) in use, read at scrape time.",
+    multiprocess_mode="livemax",
 )
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -118,6 +125,13 @@ def _scrape_state(limiter: Limiter) -> None:
     REDIS_DEGRADED.set(1 if redis["status"] == "down" else 0)
     database = database_status()
     APP_INFO.labels(__version__, str(database.get("revision") or "none")).set(1)
+    url = str(settings.DATABASE_URL)
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        try:
+            usage = shutil.disk_usage(os.path.dirname(url[len("sqlite:///"):]) or ".")
+            DATA_DISK.set(usage.used / usage.total if usage.total else 0.0)
+        except OSError:
+            pass
 
 
 def render() -> bytes:
@@ -130,6 +144,8 @@ def render() -> bytes:
 
 
 def init_app(app: Flask, limiter: Limiter) -> None:
+    if os.environ.get("MONTERO_METRICS", "on").strip().lower() in ("off", "0", "false", "no"):
+        return  # no hooks and no /metrics (404): the baseline of bench/metrics_overhead.py
     # First in line, so the latency includes Flask-Limiter's own before_request work (and a 429 it raises).
     app.before_request_funcs.setdefault(None, []).insert(0, _start)
     app.after_request(_record)
