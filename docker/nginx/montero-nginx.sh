@@ -13,6 +13,11 @@ CERTS=${MONTERO_CERTS_PATH:-/etc/nginx/certs}
 SNIPPETS=${MONTERO_SNIPPETS_PATH:-/etc/nginx/montero}
 OUT=${MONTERO_NGINX_GENERATED:-/tmp/montero-nginx}
 HTTPS_PORT=${MONTERO_HTTPS_PORT:-443}
+# The HTTP->HTTPS redirect names this host, never the client's Host header (issue 21).
+SERVER_NAME=${MONTERO_SERVER_NAME:-localhost}
+case "$SERVER_NAME" in
+    ""|*[!A-Za-z0-9.-]*|-*) echo "montero-nginx: MONTERO_SERVER_NAME='$SERVER_NAME' is not a host name (letters, digits, dots, dashes)" >&2; exit 1 ;;
+esac
 
 log() { echo "montero-nginx: $*" >&2; }
 
@@ -25,7 +30,7 @@ write_mode() {
         # Browsers must be sent to the published HTTPS port, which tests move off 443.
         suffix=""
         [ "$HTTPS_PORT" = 443 ] || suffix=":$HTTPS_PORT"
-        sed "s|@HTTPS_PORT_SUFFIX@|$suffix|g" "$SNIPPETS/server-tls.conf" > "$OUT.new/server-10-tls.conf"
+        sed -e "s|@HTTPS_PORT_SUFFIX@|$suffix|g" -e "s|@SERVER_NAME@|$SERVER_NAME|g" "$SNIPPETS/server-tls.conf" > "$OUT.new/server-10-tls.conf"
     fi
     # A pin set by a rolling restart survives a TLS reload.
     cp "$OUT"/*-pinned.conf "$OUT.new/" 2>/dev/null || true

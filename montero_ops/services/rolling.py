@@ -7,6 +7,13 @@ DNS answer for `valid=5s`, see docker/nginx/nginx.conf), then stop the old one g
 pinned to the other replicas (`montero-nginx pin`, a graceful reload): a replica shutting down
 would reset connections still queued on its socket, and nginx never replays a POST that was
 sent, so no new request may reach it. After the removal nginx goes back to Docker's DNS.
+
+While a replacement starts and until it is healthy, nginx is pinned to the replicas already
+serving, so a replica that never gets healthy (a release that fails at import, crash-looping
+under its restart policy) receives no request. A step that fails undoes itself: the replica it
+started is removed, nginx goes back to the healthy replicas, and the image tag the service runs
+(`montero-app:latest`) is pointed back at the image the old replicas run, so the next `scale` or
+`up` does not start the broken build either. The old replicas and the replica count are untouched.
 """
 
 from __future__ import annotations
@@ -54,8 +61,10 @@ def _name(container: dict[str, Any]) -> str:
 
 
 def health(engine: Engine, container_id: str) -> str:
-    """'healthy' | 'unhealthy' | 'starting' | 'none' (no healthcheck) | 'exited' …"""
+    """'healthy' | 'unhealthy' | 'starting' | 'none' (no healthcheck) | 'exited' | 'restarting' …"""
     state = engine.inspect(container_id).get("State", {})
+    if state.get("Restarting"):
+        return "restarting"
     if not state.get("Running"):
         return str(state.get("Status", "exited"))
     return str((state.get("Health") or {}).get("Status", "none"))
@@ -68,7 +77,10 @@ def wait_healthy(engine: Engine, container_id: str, timeout: float, interval: fl
         status = health(engine, container_id)
         if status in ("healthy", "none"):
             return
-        if status in ("unhealthy", "exited", "dead"):
+        if status in ("unhealthy", "exited", "dead", "restarting"):
+            break
+        if engine.inspect(container_id).get("RestartCount", 0):
+            status = "crash-looping"
             break
         time.sleep(interval)
     raise CommandFailed(
@@ -95,22 +107,68 @@ def rolling_restart(
         raise UsageError("--timeout must be positive and the DNS grace not negative")
     count = len(old)
     result = RollingResult(service=service)
+    previous = _image_of(engine, old[0]["Id"])
+    proxy = _nginx(engine, project.name)
     for index, victim in enumerate(old, start=1):
         known = {c["Id"] for c in replicas(engine, project.name, service, running_only=False)}
+        serving = replicas(engine, project.name, service)
         progress(f"[{index}/{count}] starting a replacement for {_name(victim)}")
-        client.compose.up(services=[service], scales={service: count + 1}, recreate=False, dependencies=False,
-                          detach=True, no_build=True, quiet=True)
-        fresh = [c for c in replicas(engine, project.name, service) if c["Id"] not in known]
-        if not fresh:
-            raise CommandFailed(f"compose started no new '{service}' replica", hint="run `montero ps` to see why")
-        new = fresh[-1]
-        wait_healthy(engine, new["Id"], timeout)
+        if proxy:  # no request reaches the replacement before it is healthy
+            _nginx_script(client, proxy, "pin", *[a for c in serving for a in _addresses(engine, c["Id"], proxy)])
+            time.sleep(PIN_SETTLE_S)
+        try:
+            client.compose.up(services=[service], scales={service: count + 1}, recreate=False, dependencies=False,
+                              detach=True, no_build=True, quiet=True)
+            fresh = [c for c in replicas(engine, project.name, service, running_only=False) if c["Id"] not in known]
+            if not fresh:
+                raise CommandFailed(f"compose started no new '{service}' replica", hint="run `montero ps` to see why")
+            new = fresh[-1]
+            wait_healthy(engine, new["Id"], timeout)
+        except BaseException as exc:
+            _undo_step(client, engine, project, service, known, previous, proxy, progress)
+            if isinstance(exc, CommandFailed):
+                raise CommandFailed(f"{exc.message}; the step was undone", hint=exc.hint) from exc
+            raise
+        if proxy:
+            _nginx_script(client, proxy, "unpin")
         result.started.append(_name(new))
         progress(f"[{index}/{count}] {_name(new)} is healthy; waiting {dns_grace:.0f}s for nginx to see it")
         time.sleep(dns_grace)
         retire(client, engine, project, service, [victim], stop_timeout, _prefixed(progress, f"[{index}/{count}] "))
         result.replaced.append(_name(victim))
     return result
+
+
+def _image_of(engine: Engine, container_id: str) -> tuple[str, str]:
+    """(image id, image reference such as montero-app:latest) a container runs."""
+    info = engine.inspect(container_id)
+    return str(info.get("Image", "")), str((info.get("Config") or {}).get("Image", ""))
+
+
+def _undo_step(client: DockerClient, engine: Engine, project: Project, service: str, known: set[str],
+               previous: tuple[str, str], proxy: str | None, progress: Progress) -> None:
+    """Remove the replicas a failed step started, point the service's image tag back at the image
+    the old replicas run, and send nginx back to Docker's DNS (which then names only the old ones)."""
+    from python_on_whales.exceptions import DockerException
+
+    for extra in replicas(engine, project.name, service, running_only=False):
+        if extra["Id"] not in known:
+            progress(f"removing the failed replica {_name(extra)}")
+            try:
+                client.container.remove(extra["Id"], force=True)
+            except DockerException:
+                pass
+    image_id, reference = previous
+    if image_id and reference and not reference.startswith("sha256:"):
+        current = engine.image_inspect(reference)
+        if not current or current.get("Id") != image_id:
+            progress(f"pointing {reference} back at the image the old replicas run ({image_id[7:19]})")
+            try:
+                client.image.tag(image_id, reference)
+            except DockerException:
+                pass
+    if proxy:
+        _nginx_script(client, proxy, "unpin")
 
 
 def _prefixed(progress: Progress, prefix: str) -> Progress:

@@ -172,7 +172,15 @@ def test_https_answers_http_redirects_headers_present(prod: Any) -> None:
 
     status, headers, _ = request(prod, "GET", "/api/auth/me?x=1", https=False)
     assert status == 301
-    assert headers["location"] == f"https://127.0.0.1:{prod.https_port}/api/auth/me?x=1"
+    assert headers["location"] == f"https://localhost:{prod.https_port}/api/auth/me?x=1"
+    # A forged Host header is not copied into the redirect (MONTERO_SERVER_NAME, default localhost).
+    conn = http.client.HTTPConnection("127.0.0.1", prod.http_port, timeout=30)
+    try:
+        conn.request("GET", "/x", headers={"Host": "evil.example"})
+        forged = conn.getresponse()
+        assert (forged.status, forged.getheader("Location")) == (301, f"https://localhost:{prod.https_port}/x")
+    finally:
+        conn.close()
 
     # The ACME challenge stays on plain HTTP (certbot's webroot is served from docker/certs/webroot).
     challenge = prod.root / "docker" / "certs" / "webroot" / ".well-known" / "acme-challenge"

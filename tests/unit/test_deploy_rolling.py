@@ -18,6 +18,7 @@ NET = "proj_default"
 class FakeEngine:
     def __init__(self) -> None:
         self.containers: dict[str, dict[str, Any]] = {}
+        self.tags: dict[str, str] = {}
 
     def add(self, cid: str, service: str, created: int, ip: str, health: str = "healthy") -> None:
         self.containers[cid] = {"Id": cid, "Names": [f"/proj-{service}-{cid}"], "Created": created,
@@ -28,8 +29,12 @@ class FakeEngine:
 
     def inspect(self, cid: str) -> dict[str, Any]:
         c = self.containers[cid]
-        return {"State": {"Running": True, "Health": {"Status": c["health"]}},
+        return {"State": {"Running": True, "Health": {"Status": c["health"]}}, "Image": c.get("image", ""),
+                "Config": {"Image": "montero-app:latest"}, "RestartCount": c.get("restarts", 0),
                 "NetworkSettings": {"Networks": {NET: {"IPAddress": c["ip"]}}}}
+
+    def image_inspect(self, name: str) -> dict[str, Any] | None:
+        return {"Id": self.tags.get(name, "")}
 
 
 @pytest.fixture()
@@ -85,14 +90,51 @@ def test_rolling_restart_needs_running_replicas(project: Project) -> None:
         rolling.rolling_restart(mock.MagicMock(), project, engine=FakeEngine())  # type: ignore[arg-type]
 
 
-def test_a_new_replica_that_is_not_healthy_stops_nothing(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_new_replica_that_is_not_healthy_is_removed_and_stops_nothing(project: Project) -> None:
     engine = FakeEngine()
     engine.add("a1", "app", 1, "10.0.0.1")
     client = mock.MagicMock()
     client.compose.up.side_effect = lambda **kw: engine.add("a2", "app", 2, "10.0.0.2", health="unhealthy")
-    with pytest.raises(Exception, match="not healthy"):
+    with pytest.raises(Exception, match="not healthy.*undone"):
         rolling.rolling_restart(client, project, engine=engine, timeout=5)  # type: ignore[arg-type]
     client.container.stop.assert_not_called()
+    client.container.remove.assert_called_once_with("a2", force=True)
     assert client.compose.up.call_args.kwargs == {"services": ["app"], "scales": {"app": 2}, "recreate": False,
                                                   "dependencies": False, "detach": True, "no_build": True,
                                                   "quiet": True}
+
+
+def test_a_failed_step_keeps_nginx_off_the_new_replica_and_restores_the_image_tag(
+        project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A release that crash-loops: nginx is pinned to the old replicas before the new one starts,
+    the new one is removed, `latest` points back at the old image, nginx unpinned last."""
+    monkeypatch.setattr(rolling, "PIN_SETTLE_S", 0)
+    engine = FakeEngine()
+    engine.tags = {"montero-app:latest": "sha256:broken"}
+    engine.add("n1", "nginx", 1, "10.0.0.9")
+    engine.add("a1", "app", 10, "10.0.0.1")
+    engine.add("a2", "app", 11, "10.0.0.2")
+    for cid in ("a1", "a2"):
+        engine.containers[cid]["image"] = "sha256:good"
+    client = mock.MagicMock()
+    calls: list[Any] = []
+    client.container.execute.side_effect = lambda cid, cmd: calls.append(("exec", cid, cmd[2:]))
+
+    def up(**kw: Any) -> None:
+        calls.append(("up",))
+        engine.add("a3", "app", 12, "10.0.0.3", health="starting")
+        engine.containers["a3"]["restarts"] = 3  # crash-looping under its restart policy
+
+    client.compose.up.side_effect = up
+    client.container.remove.side_effect = lambda cid, force: calls.append(("rm", cid))
+    client.image.tag.side_effect = lambda src, ref: calls.append(("tag", src, ref))
+    with pytest.raises(Exception, match="crash-looping"):
+        rolling.rolling_restart(client, project, engine=engine, timeout=5)  # type: ignore[arg-type]
+    assert calls == [
+        ("exec", "n1", ["pin", "10.0.0.1:5000", "10.0.0.2:5000"]),
+        ("up",),
+        ("rm", "a3"),
+        ("tag", "sha256:good", "montero-app:latest"),
+        ("exec", "n1", ["unpin"]),
+    ]
+    client.container.stop.assert_not_called()
