@@ -44,13 +44,29 @@ def _workers() -> int:
     return 2 * cpus_available() + 1
 
 
+def _threads() -> int:
+    raw = os.environ.get("GUNICORN_THREADS", "").strip()
+    try:
+        return max(1, int(raw)) if raw else 8
+    except ValueError:
+        print(f"gunicorn.conf.py: ignoring GUNICORN_THREADS={raw!r} (not an integer)", file=sys.stderr)
+        return 8
+
+
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:5000")
 workers = _workers()
-worker_class = "sync"
+# gthread, not sync: a sync worker blocks on one client's slow request headers, so 4 slow connections
+# stalled /health (issue 12 point 4). gthread waits in its poller until a connection is readable and serves
+# the others from a thread pool meanwhile. nginx (production) buffers whole requests in front of it anyway.
+worker_class = "gthread"
+threads = _threads()
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 20
 keepalive = 5
 accesslog = "-"  # access log on, to stdout (docker logs)
+# %(U)s is the path without its query string: nothing a client puts in a URL query (a reset token in an old
+# link, say) reaches a log line.
+access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")

@@ -13,6 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from . import affiliations, audit, auth, clients, database, health, metrics
 from .commands import register_commands
 from .errors import register_error_handlers
+from .headers import register_security_headers
 from .logging_setup import configure_logging
 from .settings import Settings
 
@@ -32,6 +33,7 @@ def create_app(overrides: Mapping[str, Any] | None = None) -> Flask:
     register_blueprints(app, limiter, settings)
     metrics.init_app(app, limiter)  # request counters and GET /metrics (montero_api/metrics.py)
     register_error_handlers(app)
+    register_security_headers(app)
     register_commands(app)
     app.logger.info(
         "montero_api ready (env=%s, database=%s, rate limits=%s)",
@@ -77,6 +79,7 @@ def init_extensions(app: Flask, settings: Settings) -> Limiter:
     )
     limiter.init_app(app)
     app.extensions["montero_limiter"] = limiter
+    app.extensions["montero_login_throttle"] = auth.build_throttle(settings)
     return limiter
 
 

@@ -9,6 +9,7 @@ from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
+from limits import parse as parse_limit
 from sqlalchemy import func, select, update
 
 from .database import db_session
@@ -26,7 +27,8 @@ from .security import (
     token_digest,
     verify_password,
 )
-from .settings import Settings
+from .settings import ConfigError, Settings
+from .throttle import LoginThrottle
 from .validation import Field, check_email, json_body, parse
 
 log = logging.getLogger("montero_api.auth")
@@ -54,15 +56,35 @@ def _settings() -> Settings:
     return settings
 
 
-def login_account_key() -> str:
-    """Rate-limit key for the account being logged into. Must never raise (Flask-Limiter would
-    mistake the error for a storage outage), so a body it cannot read maps to one shared bucket."""
+def build_throttle(settings: Settings) -> LoginThrottle:
+    """LOGIN_LIMIT_ACCOUNT ("5 per 15 minutes"): failures per account and address before the delay starts."""
     try:
-        data = request.get_json(force=True, silent=True)
-    except Exception:  # noqa: BLE001 - oversize bodies are answered (413) by the view itself
-        data = None
-    email = data.get("email") if isinstance(data, dict) else None
-    return "account:" + (email.strip().lower()[:254] if isinstance(email, str) else "?")
+        limit = parse_limit(settings.LOGIN_LIMIT_ACCOUNT)
+    except ValueError:
+        raise ConfigError(
+            f"LOGIN_LIMIT_ACCOUNT: expected a limit such as '5 per 15 minutes', got {settings.LOGIN_LIMIT_ACCOUNT!r}"
+        ) from None
+    return LoginThrottle(settings.RATELIMIT_STORAGE_URL, limit.amount, limit.get_expiry())
+
+
+def _throttle() -> LoginThrottle:
+    throttle: LoginThrottle = current_app.extensions["montero_login_throttle"]
+    return throttle
+
+
+def _address() -> str:
+    return get_remote_address() or "?"
+
+
+def _refuse_if_throttled(account: str) -> None:
+    wait = _throttle().retry_after(account, _address())
+    if wait > 0:
+        raise APIError(
+            429,
+            f"Too many failed attempts for this account from your address; try again in {wait} s.",
+            code="rate_limited",
+            headers={"Retry-After": str(wait)},
+        )
 
 
 def _revoke_sessions(user: User, keep: AuthSession | None = None) -> None:
@@ -100,14 +122,17 @@ def build_blueprint(limiter: Limiter, settings: Settings) -> Blueprint:
 
     @bp.post("/login")
     @limiter.limit(settings.LOGIN_LIMIT_ADDRESS, key_func=lambda: "address:" + (get_remote_address() or "?"))
-    @limiter.limit(settings.LOGIN_LIMIT_ACCOUNT, key_func=login_account_key)
     def login() -> ResponseReturnValue:
         data = parse(json_body(), LOGIN)
+        account = data["email"].lower()
+        _refuse_if_throttled(account)
         session = db_session()
-        user = session.scalar(select(User).where(User.email == data["email"].lower()))
+        user = session.scalar(select(User).where(User.email == account))
         if not verify_password(user, data["password"]) or user is None or not user.is_active:
             session.rollback()
+            _throttle().failed(account, _address())
             raise APIError(401, "Invalid e-mail or password.", code="invalid_credentials")
+        _throttle().succeeded(account, _address())
         token, auth = start_session(user)
         session.commit()
         return jsonify(
@@ -128,17 +153,22 @@ def build_blueprint(limiter: Limiter, settings: Settings) -> Blueprint:
         return jsonify(user=current_user().to_dict())
 
     @bp.post("/password")
+    @limiter.limit(settings.LOGIN_LIMIT_ADDRESS, key_func=lambda: "password:" + (get_remote_address() or "?"))
     @login_required
     def change_password() -> ResponseReturnValue:
         data = parse(json_body(), CHANGE)
         user = current_user()
+        # A stolen session must not become an unlimited oracle for the account's password.
+        _refuse_if_throttled(user.email)
         if not verify_password(user, data["current_password"]):
+            _throttle().failed(user.email, _address())
             raise APIError(
                 400,
                 "The current password is wrong.",
                 code="invalid_credentials",
                 fields={"current_password": "wrong password"},
             )
+        _throttle().succeeded(user.email, _address())
         user.password_hash = hash_password(data["new_password"])
         _revoke_sessions(user, keep=current_session())  # other devices must log in again
         db_session().commit()

@@ -36,13 +36,19 @@ class APIError(Exception):
     """An expected failure with its HTTP status; raise from views and helpers."""
 
     def __init__(
-        self, status: int, message: str, code: str | None = None, fields: dict[str, str] | None = None
+        self,
+        status: int,
+        message: str,
+        code: str | None = None,
+        fields: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.code = code or _CODES.get(status, "error")
         self.fields = fields
+        self.headers = headers or {}
 
 
 def error_response(status: int, message: str, code: str | None = None, **extra: Any) -> tuple[Response, int]:
@@ -54,7 +60,9 @@ def error_response(status: int, message: str, code: str | None = None, **extra: 
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(APIError)
     def _api_error(exc: APIError) -> tuple[Response, int]:
-        return error_response(exc.status, exc.message, exc.code, fields=exc.fields)
+        response, status = error_response(exc.status, exc.message, exc.code, fields=exc.fields)
+        response.headers.update(exc.headers)
+        return response, status
 
     @app.errorhandler(RateLimitExceeded)
     def _rate_limited(exc: RateLimitExceeded) -> tuple[Response, int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
@@ -54,25 +55,49 @@ def database_status() -> dict[str, Any]:
 
 
 # A PING per /health request was 46% of a worker's time under load (py-spy, bench figure 7).
-# A healthy answer is reused for this long per worker; a failure is never reused, so an
-# outage shows at once and recovery within the window.
+# A healthy answer is reused for this long per worker. A failed one is reused too, a little longer:
+# with redis-server hung (SIGSTOP) every probe paid the 1 s socket timeout, and a /health flood (exempt
+# from limits) then starved the workers. Recovery shows within REDIS_FAIL_REUSE_SECONDS.
 REDIS_OK_REUSE_SECONDS = 1.0
-_redis_ok_until: dict[int, float] = {}
+REDIS_FAIL_REUSE_SECONDS = 5.0
+# (alive, reuse until) per limiter; plus the last state reported, so the log says each transition once.
+_redis_cache: dict[int, tuple[bool, float]] = {}
+_redis_reported: dict[int, bool] = {}
+_probe_lock = threading.Lock()
 
 
 def _redis_alive(limiter: Limiter) -> bool:
+    key = id(limiter)
     now = time.monotonic()
-    if _redis_ok_until.get(id(limiter), 0.0) > now:
-        return True
+    cached = _redis_cache.get(key)
+    if cached is not None and cached[1] > now:
+        return cached[0]
+    # One probe at a time per process (gthread workers): the others reuse the last answer meanwhile.
+    if not _probe_lock.acquire(blocking=False):
+        return cached[0] if cached is not None else True
     try:
-        alive = bool(limiter.storage.check())
-    except Exception:  # noqa: BLE001
-        alive = False
-    if alive:
-        _redis_ok_until[id(limiter)] = now + REDIS_OK_REUSE_SECONDS
-    else:
-        _redis_ok_until.pop(id(limiter), None)
+        error = ""
+        try:
+            alive = bool(limiter.storage.check())
+        except Exception as exc:  # noqa: BLE001
+            alive, error = False, str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        _redis_cache[key] = (alive, time.monotonic() + (REDIS_OK_REUSE_SECONDS if alive else REDIS_FAIL_REUSE_SECONDS))
+        _report_transition(key, alive, error)
+    finally:
+        _probe_lock.release()
     return alive
+
+
+def _report_transition(key: int, alive: bool, error: str) -> None:
+    previous = _redis_reported.get(key, True)
+    _redis_reported[key] = alive
+    if previous and not alive:
+        log.warning(
+            "health: degraded: Redis (rate-limit storage) unreachable%s; rate limits are per process until it is back",
+            f" ({error})" if error else "",
+        )
+    elif not previous and alive:
+        log.warning("health: Redis (rate-limit storage) reachable again; status ok")
 
 
 def redis_status(limiter: Limiter, settings: Settings) -> dict[str, Any]:

@@ -75,7 +75,10 @@ def _log_requests(app: Flask, logger: logging.Logger) -> None:
         started = g.get("request_started")
         elapsed = (time.perf_counter() - started) * 1000 if started else 0.0
         auth = g.get("auth_session")
-        who = auth.user.email if auth is not None else "-"
+        try:
+            who = auth.user.email if auth is not None else "-"
+        except Exception:  # noqa: BLE001 - a failed transaction must not also lose the request's log line
+            who = "?"
         access.log(
             level,
             "%s %s %s %.1fms %s %s",

@@ -93,7 +93,7 @@ class Settings:
     LOG_DIR: str = "/app/logs"
     MAX_CONTENT_LENGTH: int = 1024 * 1024
     SQLITE_BUSY_TIMEOUT_MS: int = 15000
-    LOGIN_LIMIT_ACCOUNT: str = "5 per minute"
+    LOGIN_LIMIT_ACCOUNT: str = "5 per 15 minutes"
     LOGIN_LIMIT_ADDRESS: str = "30 per minute"
     DEFAULT_RATE_LIMIT: str = "600 per minute"
     AUTH_TOKEN_TTL_HOURS: int = 12

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
+import unicodedata
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -12,7 +13,24 @@ from flask import request
 
 from .errors import APIError
 
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# No whitespace, control characters or the separators that would let one address become several
+# recipients (`a,b@x`, `<a>`), and exactly one @.
+_EMAIL_ATOM = r'[^@\s,;:<>()\[\]\\"\x00-\x1f\x7f]+'
+EMAIL_RE = re.compile(rf"^{_EMAIL_ATOM}@{_EMAIL_ATOM}\.{_EMAIL_ATOM}$")
+_ALLOWED_CONTROLS = frozenset("\t\n\r")
+
+
+def text_problem(value: str) -> str | None:
+    """Why `value` cannot be stored as text: lone UTF-16 surrogates (valid JSON, but not encodable as
+    UTF-8, so sqlite3, argon2 and HMAC would crash on them) or control characters other than tab/newline."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must be valid Unicode text (no lone surrogates)"
+    for char in value:
+        if char not in _ALLOWED_CONTROLS and unicodedata.category(char) in {"Cc", "Cs"}:
+            return "must not contain control characters"
+    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,6 +42,8 @@ class Field:
     min_length: int = 0
     choices: tuple[str, ...] | None = None
     check: Callable[[Any], str | None] | None = None  # returns an error message or None
+    minimum: int = 0  # for int fields
+    maximum: int = 2**31 - 1  # PostgreSQL's integer column; SQLite would take more, so both agree on this
 
 
 def json_body() -> dict[str, Any]:
@@ -43,7 +63,7 @@ def parse(data: Mapping[str, Any], schema: Mapping[str, Field], partial: bool = 
     out: dict[str, Any] = {}
     for name in data:
         if name not in schema:
-            errors[name] = "unknown field"
+            errors[_printable(name)] = "unknown field"
     for name, field in schema.items():
         if name not in data:
             if field.required and not partial:
@@ -73,7 +93,7 @@ def _coerce(value: Any, field: Field) -> Any:
     if field.kind is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError("must be an integer")
-        if value < 0 or value > 10**12:
+        if value < field.minimum or value > field.maximum:
             raise ValueError("out of range")
         return value
     if field.kind is dt.date:
@@ -85,6 +105,10 @@ def _coerce(value: Any, field: Field) -> Any:
             raise ValueError("must be a date string YYYY-MM-DD") from None
     if not isinstance(value, str):
         raise ValueError("must be a string")  # noqa: TRY004 - ValueError is the field-error signal
+    if len(value) > 10 * field.max_length:
+        raise ValueError(f"must be at most {field.max_length} characters")
+    if problem := text_problem(value):
+        raise ValueError(problem)
     value = value.strip()
     if len(value) < max(field.min_length, 1 if field.required else 0):
         raise ValueError(f"must be at least {max(field.min_length, 1)} characters")
@@ -97,6 +121,11 @@ def _coerce(value: Any, field: Field) -> Any:
         if problem:
             raise ValueError(problem)
     return value
+
+
+def _printable(name: str) -> str:
+    # A field name is echoed back in the error; one that cannot be encoded is shown escaped.
+    return name if text_problem(name) is None else name.encode("utf-8", "backslashreplace").decode("utf-8")[:100]
 
 
 def check_email(value: str) -> str | None:
@@ -136,4 +165,6 @@ def query_str(name: str, max_length: int = 200) -> str | None:
         return None
     if len(raw) > max_length:
         raise APIError(400, f"Query parameter {name!r} is too long.", code="validation_error")
+    if problem := text_problem(raw):
+        raise APIError(400, f"Query parameter {name!r} {problem}.", code="validation_error", fields={name: problem})
     return raw.strip()

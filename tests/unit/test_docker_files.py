@@ -137,7 +137,8 @@ def test_every_image_is_overridable(compose: dict[str, Any]) -> None:
 def test_app_can_scale_and_is_locked_down(compose: dict[str, Any]) -> None:
     app = compose["services"]["app"]
     assert "container_name" not in app
-    assert app["ports"] == ["${MONTERO_APP_PORTS:-5000-5009}:5000"]
+    # Published on loopback by default (issue 12 point 4): the internet reaches gunicorn only through nginx.
+    assert app["ports"] == ["${MONTERO_APP_BIND:-127.0.0.1}:${MONTERO_APP_PORTS:-5000-5009}:5000"]
     assert app["restart"] == "unless-stopped"
     assert app["env_file"] == [{"path": ".env", "required": False}]
     assert app["volumes"] == ["./data:/app/data", "./logs:/app/logs"]
