@@ -14,6 +14,7 @@ from typing import Any
 class ExitCode(IntEnum):
     OK = 0
     FAILED = 1
+    DECLINED = 1  # a confirmation answered "no": nothing was changed (every command alike)
     USAGE = 2
     DOCKER_UNAVAILABLE = 3
     PROJECT_NOT_FOUND = 4

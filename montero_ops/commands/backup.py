@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -82,10 +81,13 @@ def _refuse_sqlite_on_postgres(ctx: typer.Context, what: What) -> None:
 def _confirm_or_refuse(yes: bool, question: str, refusal: str) -> None:
     if yes:
         return
-    if not sys.stdin.isatty():
+    from montero_ops.commands._common import declined, interactive
+
+    if not interactive():
         raise UsageError(refusal, hint="run it in a terminal to confirm, or pass --yes")
     if not typer.confirm(question, default=False, err=True):
-        raise typer.Exit(ExitCode.USAGE)
+
+        declined()  # the same exit 1 as down, prune, deploy remove
 
 
 def backup(
