@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import shutil
 import sqlite3
 from collections.abc import Callable
@@ -93,9 +94,22 @@ def create_backup(
             raise
         sqlite_db.fsync_dir(backups_dir)
         return final, manifest
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(work, ignore_errors=True)
+        if _target_full(exc):
+            raise MonteroError(
+                f"the backups folder {backups_dir} is full (no space left on its disk); nothing was kept",
+                hint="free some space there, `montero backups prune`, or back up elsewhere with --dir",
+            ) from exc
         raise
+
+
+def _target_full(exc: BaseException) -> bool:
+    """ENOSPC while writing the backup: an OSError, or SQLite's 'database or disk is full' from
+    the online copy (it writes only the copy; reading a source on a full disk does not fail)."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return True
+    return isinstance(exc, sqlite3.OperationalError) and "disk is full" in str(exc)
 
 
 def _claim_name(backups_dir: Path, base: str) -> Path:
@@ -120,6 +134,8 @@ def _backup_sqlite(
     try:
         journal_mode = sqlite_db.online_copy(db, copy)
     except sqlite3.DatabaseError as exc:
+        if _target_full(exc):
+            raise  # the copy's disk is full, not the source's fault: create_backup says so
         if require_integrity:
             raise MonteroError(f"cannot read {db}: {exc}", hint="see docs/backups.md (recovery)") from exc
         # Safety copy of a damaged database: keep the raw bytes, whatever they are.
