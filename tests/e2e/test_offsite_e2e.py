@@ -138,10 +138,10 @@ def make_shop(root: Path, settings: dict[str, str], rows: int = 300) -> Path:
     (root / "data").mkdir()
     db = root / "data" / "mi_sistema.db"
     subprocess.run(["sqlite3", str(db),
-                    "CREATE TABLE alembic_version (version_num TEXT PRIMARY KEY); INSERT INTO alembic_version VALUES ('head1');"
+                    ("CREATE TABLE alembic_version (version_num TEXT PRIMARY KEY); INSERT INTO alembic_version VALUES ('head1');"
                     "CREATE TABLE orders (id INTEGER PRIMARY KEY, note TEXT);"
                     f"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i<{rows}) "
-                    "INSERT INTO orders SELECT i, hex(randomblob(64)) FROM n;"], check=True)
+                     "INSERT INTO orders SELECT i, hex(randomblob(64)) FROM n;")], check=True)
     env = {**settings, "MONTERO_OFFSITE_PASSWORD": PASSWORD}
     (root / ".env").write_text("".join(f"{k}={v}\n" for k, v in env.items()))
     return root
@@ -220,6 +220,6 @@ def test_wrong_password_on_s3(cli: Callable[..., Result], s3: dict[str, str], tm
     before = sorted(p.name for p in (shop / "backups").iterdir())
     result = cli("backups", "push")
     assert result.exit_code == 1
-    assert [ln for ln in result.stderr.splitlines() if ln.startswith("Error:")][0].startswith(
+    assert next(ln for ln in result.stderr.splitlines() if ln.startswith("Error:")).startswith(
         "Error: wrong password for the offsite repository")
     assert sorted(p.name for p in (shop / "backups").iterdir()) == before
