@@ -112,6 +112,8 @@ register_job(JobSpec("prune", "apply retention to local backups",
                                 "--keep-monthly", "6", "--yes"], When(4, 15)))
 register_job(JobSpec("drill", "restore drill of the newest backup", lambda p: ["backups", "drill", "--latest"],
                      When(5, 15, weekday=6), enabled_by_default=False))
+register_job(JobSpec("renew", "renew TLS certificates that are due (certbot), reload nginx",
+                     lambda p: ["tls", "renew"], When(2, 45), enabled_by_default=False))
 
 
 @dataclass

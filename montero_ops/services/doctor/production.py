@@ -30,6 +30,7 @@ def check_production(ctx: Context) -> list[Finding]:
         return []
     return [
         _https(ctx),
+        *_renewal(ctx),
         _ratelimit(ctx),
         *check_backups(ctx, "prod.backups"),
         _logging(ctx),
@@ -72,6 +73,39 @@ def _https(ctx: Context) -> Finding:
             "montero restart nginx   # nginx enables HTTPS only when the certificate pair exists at start",
         )
     return passed("prod.https", f"certificates present and {container_name(nginx)} listens on 443")
+
+
+RENEW_BEFORE_DAYS = 14
+RENEW_INSTALL = "montero schedule install --job renew=02:45   # keep your other jobs' times"
+
+
+def _renewal(ctx: Context) -> list[Finding]:
+    """A CA-issued certificate must not be near expiry, and its renewal must be scheduled and
+    working (the `renew` job's run record). Self-signed or unreadable pairs: nothing to renew."""
+    from montero_ops.errors import MonteroError
+    from montero_ops.services import schedule
+    from montero_ops.services import tls
+
+    try:
+        cert = tls.status(ctx.project)
+    except MonteroError:
+        return []
+    if not cert.present or cert.self_signed:
+        return []
+    if cert.days_left is not None and cert.days_left < RENEW_BEFORE_DAYS:
+        return [failed("prod.renewal", f"certificate for {', '.join(cert.domains)} expires in {cert.days_left} "
+                       f"day(s) ({cert.not_after}, issuer {cert.issuer})",
+                       "montero tls renew   # then check the renew job: montero schedule status")]
+    data = schedule.installed(ctx.project) or {}
+    if not any(e.get("job") == "renew" for e in data.get("entries", [])):
+        return [failed("prod.renewal", "no certificate renewal is scheduled", RENEW_INSTALL)]
+    last = schedule.read_record(ctx.project, "renew")
+    if last is not None and not last.ok:
+        return [failed("prod.renewal", f"the last scheduled renewal failed (exit {last.exit_code}) at "
+                       f"{last.finished_at}: {last.summary}",
+                       "fix the cause above, then montero schedule run renew   # see logs/schedule/renew.json")]
+    when = f"last ok {last.finished_at}" if last else "not run yet"
+    return [passed("prod.renewal", f"certificate valid {cert.days_left} more day(s); renewal scheduled, {when}")]
 
 
 def _ratelimit(ctx: Context) -> Finding:

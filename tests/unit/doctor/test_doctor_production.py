@@ -142,3 +142,63 @@ def test_default_secrets_fail(prod: tuple[Path, DoctorEngine]) -> None:
     finding = _by_id(check_production(make_ctx(root, engine, compose=GOOD_COMPOSE, production=True)))["prod.secrets"]
     assert finding.status.value == "fail" and "MAIL_PASSWORD" in finding.message
     assert "tu-password" not in finding.message
+
+
+def _ca_issued(root: Path, days: int) -> None:
+    """A real leaf certificate signed by a separate CA key (as Pebble or Let's Encrypt issue)."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "app.test")]))
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Pebble Intermediate CA")]))
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=days, hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("app.test")]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    certs = root / "docker" / "certs"
+    (certs / "fullchain.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def test_renewal_findings(prod: tuple[Path, DoctorEngine]) -> None:
+    import json
+
+    from montero_ops.services import schedule
+
+    root, engine = prod
+    project = make_ctx(root, engine, compose=GOOD_COMPOSE, production=True).project
+
+    def renewal() -> Any:
+        return _by_id(check_production(make_ctx(root, engine, compose=GOOD_COMPOSE, production=True)))["prod.renewal"]
+
+    _ca_issued(root, days=5)
+    soon = renewal()
+    assert soon.status.value == "fail" and "expires in 5 day(s)" in soon.message and "tls renew" in soon.fix
+
+    _ca_issued(root, days=60)
+    missing = renewal()
+    assert missing.status.value == "fail" and "no certificate renewal is scheduled" in missing.message
+    assert "schedule install --job renew=" in missing.fix
+
+    schedule.state_file(project).parent.mkdir(parents=True, exist_ok=True)
+    schedule.state_file(project).write_text(json.dumps({"backend": "cron", "installed_at": "2026-01-01T00:00:00Z",
+                                                        "entries": [{"job": "renew", "schedule": "daily 02:45",
+                                                                     "period_seconds": 86400}]}))
+    record = schedule.RunRecord("renew", "2026-01-02T02:45:00Z", "2026-01-02T02:45:09Z", 1, 9.0,
+                                "Failed to renew certificate app.test: Connection refused", "montero tls renew")
+    schedule.record_path(project, "renew").parent.mkdir(parents=True, exist_ok=True)
+    schedule.record_path(project, "renew").write_text(json.dumps(record.to_dict()))
+    broken = renewal()
+    assert broken.status.value == "fail" and "Connection refused" in broken.message
+    assert "schedule run renew" in broken.fix
+
+    schedule.record_path(project, "renew").write_text(json.dumps({**record.to_dict(), "exit_code": 0}))
+    assert renewal().status.value == "pass"
