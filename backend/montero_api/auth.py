@@ -94,6 +94,15 @@ def _revoke_sessions(user: User, keep: AuthSession | None = None) -> None:
     db_session().execute(stmt.values(revoked_at=utcnow()))
 
 
+def _revoke_reset_tokens(user: User) -> None:
+    # Every outstanding reset link dies with a reset or a password change, not only the one used.
+    db_session().execute(
+        update(PasswordResetToken)
+        .where(PasswordResetToken.user_id == user.id, PasswordResetToken.used_at.is_(None))
+        .values(used_at=utcnow())
+    )
+
+
 def build_blueprint(limiter: Limiter, settings: Settings) -> Blueprint:
     bp = Blueprint("auth", __name__, url_prefix="/api/auth")
 
@@ -171,6 +180,7 @@ def build_blueprint(limiter: Limiter, settings: Settings) -> Blueprint:
         _throttle().succeeded(user.email, _address())
         user.password_hash = hash_password(data["new_password"])
         _revoke_sessions(user, keep=current_session())  # other devices must log in again
+        _revoke_reset_tokens(user)
         db_session().commit()
         return jsonify(status="password changed")
 
@@ -205,6 +215,7 @@ def build_blueprint(limiter: Limiter, settings: Settings) -> Blueprint:
         reset.used_at = utcnow()
         reset.user.password_hash = hash_password(data["new_password"])
         _revoke_sessions(reset.user)
+        _revoke_reset_tokens(reset.user)
         session.commit()
         return jsonify(status="password reset")
 

@@ -206,3 +206,35 @@ def test_create_admin_command_updates_with_flag(app: Flask) -> None:
     login(app.test_client(), ADMIN_EMAIL, "other-password-1")
     weak = runner.invoke(args=["create-admin", "--email", "z@montero.test", "--password", "short"])
     assert weak.exit_code == 2
+
+
+def _two_tokens(client: FlaskClient, sink: Sink) -> list[str]:
+    tokens = []
+    for _ in range(2):
+        before = len(sink.messages)
+        assert client.post("/api/auth/password-reset", json={"email": ADMIN_EMAIL}).status_code == 202
+        deadline = time.monotonic() + 10
+        while len(sink.messages) == before and time.monotonic() < deadline:
+            time.sleep(0.02)
+        tokens.append(reset_token(sink))
+    return tokens
+
+
+def test_a_reset_revokes_every_outstanding_token(mail_app: Flask, smtp_sink: tuple[Sink, int]) -> None:
+    client = mail_app.test_client()
+    first, second = _two_tokens(client, smtp_sink[0])
+    ok = client.post("/api/auth/password-reset/confirm", json={"token": second, "new_password": "reset-password-1"})
+    assert ok.status_code == 200
+    old = client.post("/api/auth/password-reset/confirm", json={"token": first, "new_password": "reset-password-2"})
+    assert old.status_code == 400 and old.get_json()["error"]["code"] == "invalid_token"
+
+
+def test_a_password_change_revokes_every_outstanding_token(mail_app: Flask, smtp_sink: tuple[Sink, int]) -> None:
+    client = mail_app.test_client()
+    tokens = _two_tokens(client, smtp_sink[0])
+    headers = login(client, ADMIN_EMAIL, ADMIN_PASSWORD)
+    body = {"current_password": ADMIN_PASSWORD, "new_password": "brand-new-pass"}
+    assert client.post("/api/auth/password", json=body, headers=headers).status_code == 200
+    for token in tokens:
+        old = client.post("/api/auth/password-reset/confirm", json={"token": token, "new_password": "reset-password-2"})
+        assert old.status_code == 400
