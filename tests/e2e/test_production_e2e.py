@@ -247,6 +247,50 @@ def test_rolling_restart_drops_no_request_and_keeps_logins(prod: Any) -> None:
     assert status == 200, body
 
 
+def _docker(*args: str, input: str | None = None) -> str:
+    return _ok(subprocess.run(["docker", *args], capture_output=True, text=True, check=False, input=input,
+                              timeout=600), "docker " + args[0])
+
+
+def test_a_failed_rolling_step_is_undone_under_load(prod: Any) -> None:
+    """Issue 21.2: a release that fails at import. The failed step removes the replica it started,
+    nginx never sends it a request (0 failed responses in the whole load), the old replicas and
+    the replica count stay, and the app image tag points back at the image they run."""
+    image = prod.env["MONTERO_APP_IMAGE"]
+    good = _docker("image", "inspect", "--format", "{{.Id}}", image).strip()
+    before = set(app_addresses(prod).values())
+    assert len(before) == 2, before
+    dockerfile = (f"FROM {good}\nUSER root\n"
+                  "RUN echo 'raise RuntimeError(\"broken release (montero e2e)\")' >> /app/wsgi.py\nUSER appuser\n")
+    _docker("build", "-q", "-t", image, "-", input=dockerfile)
+    broken = _docker("image", "inspect", "--format", "{{.Id}}", image).strip()
+    assert broken != good
+    load = Load(prod, login(prod))
+    outcome: list[subprocess.CompletedProcess[str]] = []
+    try:
+        load.during(lambda: outcome.append(prod.run_montero("restart", "--rolling", "--timeout", "120",
+                                                            timeout=900)))
+        failed = outcome[0]
+        assert failed.returncode == 1, (failed.stdout, failed.stderr)
+        assert "not healthy" in failed.stderr and "undone" in failed.stderr, failed.stderr
+        assert load.count >= LOAD_REQUESTS
+        assert load.errors == [], load.errors[:10]
+        # No leftover container (running or not), the same two replicas, the image back.
+        left = _ok(prod.compose("ps", "-a", "-q", "app"), "compose ps").split()
+        assert len(left) == 2, left
+        assert set(app_addresses(prod).values()) == before
+        assert _docker("image", "inspect", "--format", "{{.Id}}", image).strip() == good
+        # And nginx serves from the old replicas only, with DNS again (not pinned).
+        load_after = Load(prod, load.token)
+        load_after.stop.set()
+        load_after.run(100)
+        assert load_after.errors == [], load_after.errors[:10]
+        assert set(load_after.served) <= set(app_addresses(prod)), load_after.served
+    finally:
+        subprocess.run(["docker", "tag", good, image], capture_output=True, check=False)
+        subprocess.run(["docker", "rmi", broken], capture_output=True, check=False)
+
+
 # ------------------------------------------------------------------ hardening, read back from the engine
 
 def _inspect_all(p: Any) -> list[dict[str, Any]]:
@@ -267,6 +311,9 @@ def test_hardening_of_the_running_containers(prod: Any) -> None:
         assert c["Config"].get("Healthcheck", {}).get("Test"), f"{name} has no healthcheck"
         assert c["State"]["Health"]["Status"] == "healthy", name
         assert "no-new-privileges:true" in (host.get("SecurityOpt") or []), name
+        # Issue 21.3: CPU, memory and pids limits on every service.
+        assert host["Memory"] > 0 and host["NanoCpus"] > 0, name
+        assert 0 < (host.get("PidsLimit") or 0) <= 1024, (name, host.get("PidsLimit"))
         if c["Config"]["Labels"]["com.docker.compose.service"] != "app":
             continue
         user = c["Config"]["User"] or "root"

@@ -178,6 +178,14 @@ def test_redis_and_nginx(compose: dict[str, Any]) -> None:
     assert nginx["ports"] == ["${MONTERO_HTTP_PORT:-80}:80", "${MONTERO_HTTPS_PORT:-443}:443"]
 
 
+def test_every_service_has_a_pids_limit_and_cpu_memory_limits(compose: dict[str, Any]) -> None:
+    """Issue 21.3: doctor --production's prod.limits, and no unbounded pid table use."""
+    for name, service in compose["services"].items():
+        limits = service["deploy"]["resources"]["limits"]
+        assert isinstance(limits.get("pids"), int) and 0 < limits["pids"] <= 1024, name
+        assert limits.get("memory") and limits.get("cpus"), name
+
+
 def test_production_override_unpublishes_the_app() -> None:
     override = _load(DOCKER / "compose.production.yml")
     assert override["services"]["app"]["ports"] == {"__tag__": "reset", "value": []}
