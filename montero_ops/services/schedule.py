@@ -108,8 +108,7 @@ def _offsite_configured(project: Project) -> bool:
 register_job(JobSpec("backup", "back up (and push offsite when configured)",
                      lambda p: ["backup", "--push"] if _offsite_configured(p) else ["backup"], When(3, 15)))
 register_job(JobSpec("prune", "apply retention to local backups",
-                     lambda p: ["backups", "prune", "--keep-daily", "7", "--keep-weekly", "4",
-                                "--keep-monthly", "6", "--yes"], When(4, 15)))
+                     lambda p: ["backups", "prune", "--keep", "7", "--yes"], When(4, 15)))
 register_job(JobSpec("drill", "restore drill of the newest backup", lambda p: ["backups", "drill", "--latest"],
                      When(5, 15, weekday=6), enabled_by_default=False))
 register_job(JobSpec("renew", "renew TLS certificates that are due (certbot), reload nginx",
