@@ -88,6 +88,21 @@ def _reset_metrics_dir() -> None:
     path = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     shutil.rmtree(path, ignore_errors=True)
     os.makedirs(path, mode=0o700, exist_ok=True)
+    # Folders of masters that died without on_exit (SIGKILL) on a shared /dev/shm: remove them.
+    parent = os.path.dirname(path)
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        names = []
+    for name in names:
+        pid = name.removeprefix("montero-metrics-")
+        if name != os.path.basename(path) and name.startswith("montero-metrics-") and pid.isdigit():
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+            except OSError:
+                pass  # alive under another user
 
 
 def child_exit(server: object, worker: object) -> None:
