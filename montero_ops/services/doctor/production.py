@@ -83,8 +83,7 @@ def _renewal(ctx: Context) -> list[Finding]:
     """A CA-issued certificate must not be near expiry, and its renewal must be scheduled and
     working (the `renew` job's run record). Self-signed or unreadable pairs: nothing to renew."""
     from montero_ops.errors import MonteroError
-    from montero_ops.services import schedule
-    from montero_ops.services import tls
+    from montero_ops.services import schedule, tls
 
     try:
         cert = tls.status(ctx.project)
