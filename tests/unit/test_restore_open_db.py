@@ -20,7 +20,6 @@ from test_backup_support import make_db, make_migrations
 
 from montero_ops.services.backups import sqlite_db
 
-
 HOLDER = """
 import sqlite3, sys
 con = sqlite3.connect(sys.argv[1])
@@ -33,7 +32,7 @@ sys.stdin.read()
 def montero(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, DOCKER_HOST=f"unix://{root}/nonexistent.sock", NO_COLOR="1")
     env.pop("MONTERO_BACKUP_DIR", None)
-    return subprocess.run([str(Path(sys.executable).with_name("montero")), *args], cwd=root, env=env,
+    return subprocess.run([str(Path(sys.executable).with_name("montero")), *args], cwd=root, env=env, check=False,
                           capture_output=True, text=True, timeout=120)
 
 
