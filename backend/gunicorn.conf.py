@@ -47,10 +47,10 @@ def _workers() -> int:
 def _threads() -> int:
     raw = os.environ.get("GUNICORN_THREADS", "").strip()
     try:
-        return max(1, int(raw)) if raw else 8
+        return max(1, int(raw)) if raw else 16
     except ValueError:
         print(f"gunicorn.conf.py: ignoring GUNICORN_THREADS={raw!r} (not an integer)", file=sys.stderr)
-        return 8
+        return 16
 
 
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:5000")
@@ -58,6 +58,8 @@ workers = _workers()
 # gthread, not sync: a sync worker blocks on one client's slow request headers, so 4 slow connections
 # stalled /health (issue 12 point 4). gthread waits in its poller until a connection is readable and serves
 # the others from a thread pool meanwhile. nginx (production) buffers whole requests in front of it anyway.
+# 16 threads, not 8: one worker may accept every new connection while the others sleep, so one worker's
+# threads must outnumber the slow clients (8 slow connections stalled /health with 8 threads).
 worker_class = "gthread"
 threads = _threads()
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
