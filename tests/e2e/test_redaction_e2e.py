@@ -6,12 +6,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-PEM_LINES = [
-    "-----BEGIN PRIVATE KEY-----",
-    "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj",
-    "MzEfYyjiWA4R4rGx4vY2Pc2u1u3Fh3l8pq0LkQ9bX7cN2mQ5sT8vW1yZ3aB6dE9f",
-    "-----END PRIVATE KEY-----",
-]
+from tests.throwaway_keys import throwaway_pem
+
+PEM_LINES = throwaway_pem().splitlines()  # header, body lines, footer
 
 
 def test_config_env_show_and_inspect_print_no_line_of_a_multi_line_secret(stack_project: Any,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
+from tests.throwaway_keys import throwaway_pem
 from tests.unit.conftest import json_out
 
 EXAMPLE = "# comment\nSECRET_KEY=change-me-generate-with-secrets-token-hex-32\nFLASK_ENV=production\nMAIL_PASSWORD=\n"
@@ -127,7 +128,7 @@ def test_show_treats_every_undeclared_variable_as_secret(cli, project: Path) -> 
     (project / ".env").write_text(
         "SMTP_PASS=smtp-secret-1\nDB_PASS=db-secret-2\nAPI_AUTH=Basic-xyz-3\nWEBHOOK=https://hooks.test/T0/B1\n"
         "REDIS_PASSWORD=redis-secret-4\nMONTERO_OFFSITE_PASSWORD=restic-5\n"
-        'JWT_PRIVATE_KEY="-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0B\n-----END PRIVATE KEY-----"\n'
+        f'JWT_PRIVATE_KEY="{throwaway_pem()}"\n'
         "TZ=America/Bogota\nMAIL_PORT=587\nSHOP_COLOUR=blue\nMONTERO_CLEAR_ENV=SHOP_COLOUR\n"
     )
     result = cli("env", "show")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tests.throwaway_keys import throwaway_pem
 from tests.unit.conftest import DockerCalls, FakeEngine, compose_prefix, container, json_out
 
 CONFIG = {
@@ -17,7 +18,7 @@ CONFIG = {
         }
     },
 }
-PEM = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIB\nAQC7VJTUt9Us8cKjMzEfYyjiWA4R4\n-----END PRIVATE KEY-----"
+PEM = throwaway_pem()
 
 
 def test_config_json_redacted(cli, docker: DockerCalls, prefix: list[str]) -> None:
