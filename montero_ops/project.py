@@ -94,3 +94,26 @@ def find_project(
         env = (Path.cwd() / env).resolve()
     name = normalize_name(project_name or os.environ.get("COMPOSE_PROJECT_NAME") or root.name)
     return Project(root=root, name=name, env_file=env, compose_files=(root / COMPOSE_RELPATH,), profiles=profiles)
+
+
+def default_app_image(project_name: str, tag: str = "latest") -> str:
+    """The app image tag of a project when MONTERO_APP_IMAGE is not set: `<project>-app:<tag>`.
+
+    Per project, so two stacks on one engine (`-p staging`, `-p prod`) never overwrite each
+    other's image. docker/compose.yml spells the same default as
+    `${COMPOSE_PROJECT_NAME}-app:latest` (compose's own `<project>-<service>` naming), so raw
+    `docker compose -p NAME` agrees with montero. Releases reuse the repository part with
+    their own tag. Keep this the only place montero names the default.
+    """
+    return f"{project_name}-app:{tag}"
+
+
+def configured_app_image(project: Project) -> str:
+    """The tag compose starts the app from: MONTERO_APP_IMAGE (environment, then .env), else the project default."""
+    configured = os.environ.get("MONTERO_APP_IMAGE")
+    if not configured and project.env_file.is_file():
+        for line in project.env_file.read_text(encoding="utf-8", errors="replace").splitlines():
+            key, sep, value = line.strip().removeprefix("export ").partition("=")
+            if sep and key.strip() == "MONTERO_APP_IMAGE":
+                configured = value.strip().strip("'\"")
+    return configured or default_app_image(project.name)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from montero_ops.errors import CommandFailed, UsageError
-from montero_ops.project import Project
+from montero_ops.project import Project, configured_app_image
 
 if TYPE_CHECKING:
     from python_on_whales import DockerClient
@@ -98,9 +98,9 @@ def deploy(
     if not stack_file.is_file():
         raise UsageError(f"{stack_file} is missing", hint="it ships with montero's docker/ folder")
     require_manager(client)
-    app_image = image or os.environ.get("MONTERO_APP_IMAGE") or _env_value(project, "MONTERO_APP_IMAGE")
+    app_image = image or configured_app_image(project)
     if registry:
-        source = app_image or "montero-app:latest"
+        source = app_image
         target = registry_image(source, registry)
         progress(f"pushing {source} as {target}")
         client.image.tag(source, target)
@@ -112,16 +112,6 @@ def deploy(
                         variables=stack_variables(project, app_image),
                         resolve_image="always" if registry else "never", prune=True)
     return wait_converged(client, stack, timeout, progress) if wait else status(client, stack)
-
-
-def _env_value(project: Project, key: str) -> str | None:
-    if not project.env_file.is_file():
-        return None
-    for line in project.env_file.read_text().splitlines():
-        name, sep, value = line.partition("=")
-        if sep and name.strip() == key:
-            return value.strip().strip("'\"") or None
-    return None
 
 
 def status(client: DockerClient, stack: str) -> StackState:

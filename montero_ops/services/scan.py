@@ -6,13 +6,12 @@ code 5 (an optional tool is missing) and says how to install it.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from typing import Any
 
 from montero_ops.errors import CommandFailed, MonteroError, UsageError
-from montero_ops.project import Project
+from montero_ops.project import Project, configured_app_image
 
 TOOL_MISSING = 5
 SEVERITIES = ("UNKNOWN", "LOW", "MEDIUM", "HIGH", "CRITICAL")
@@ -33,7 +32,7 @@ def app_image(project: Project, compose_config: dict[str, Any] | None = None) ->
         image = compose_config.get("services", {}).get("app", {}).get("image")
         if image:
             return str(image)
-    return os.environ.get("MONTERO_APP_IMAGE") or "montero-app:latest"
+    return configured_app_image(project)
 
 
 def severity_list(raw: str) -> str:

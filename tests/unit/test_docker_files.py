@@ -124,7 +124,7 @@ def test_entrypoint_migrates_under_a_lock_then_execs_gunicorn() -> None:
 def test_every_image_is_overridable(compose: dict[str, Any]) -> None:
     images = {name: svc["image"] for name, svc in compose["services"].items()}
     assert images == {
-        "app": "${MONTERO_APP_IMAGE:-montero-app:latest}",
+        "app": "${MONTERO_APP_IMAGE:-${COMPOSE_PROJECT_NAME}-app:latest}",
         "redis": "${MONTERO_REDIS_IMAGE:-redis:7-alpine}",
         "nginx": "${MONTERO_NGINX_IMAGE:-nginx:alpine}",
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+from montero_ops.project import default_app_image
 from montero_ops.services.doctor.context import Context
 from montero_ops.services.doctor.finding import Finding, failed, passed, warned
 
@@ -44,7 +45,7 @@ def newest_source(root: Path) -> tuple[Path, float] | None:
 def app_image_name(ctx: Context) -> str:
     config = ctx.compose_config() or {}
     image = ((config.get("services") or {}).get("app") or {}).get("image")
-    return str(image or ctx.setting("MONTERO_APP_IMAGE", "montero-app:latest"))
+    return str(image or ctx.setting("MONTERO_APP_IMAGE", default_app_image(ctx.project.name)))
 
 
 def check_images(ctx: Context) -> list[Finding]:

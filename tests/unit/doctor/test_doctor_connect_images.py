@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from doctor_helpers import DoctorEngine, make_ctx, make_db, needs_root
+from doctor_helpers import DoctorEngine, make_ctx, make_db, needs_root, project_of
 
+from montero_ops.project import default_app_image
 from montero_ops.services.doctor.connectivity import check_connectivity
 from montero_ops.services.doctor.images import check_images, parse_created
 
@@ -126,6 +127,10 @@ def test_missing_data_folder_warns(root: Path) -> None:
 # -- images --------------------------------------------------------------------------------------
 
 
+def _app_image(root: Path) -> str:
+    return default_app_image(project_of(root).name)
+
+
 def _stamp(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.123456789Z")
 
@@ -135,13 +140,13 @@ def test_parse_created_nanoseconds() -> None:
 
 
 def test_image_newer_than_sources_passes(root: Path, engine: DoctorEngine) -> None:
-    engine.images["montero-app:latest"] = {"Id": "sha256:app", "Created": _stamp(time.time() + 60)}
+    engine.images[_app_image(root)] = {"Id": "sha256:app", "Created": _stamp(time.time() + 60)}
     [finding] = check_images(make_ctx(root, engine))
     assert finding.status.value == "pass"
 
 
 def test_image_older_than_requirements_warns(root: Path, engine: DoctorEngine) -> None:
-    engine.images["montero-app:latest"] = {"Id": "sha256:app", "Created": _stamp(time.time() - 3600)}
+    engine.images[_app_image(root)] = {"Id": "sha256:app", "Created": _stamp(time.time() - 3600)}
     (root / "backend" / "requirements.txt").write_text("flask==3.0.3\n")
     [finding] = check_images(make_ctx(root, engine))
     assert finding.status.value == "warn"
@@ -163,7 +168,7 @@ def test_container_on_older_build_warns(root: Path, engine: DoctorEngine, monkey
 
 
 def test_stale_image_fails_in_production(root: Path, engine: DoctorEngine) -> None:
-    engine.images["montero-app:latest"] = {"Id": "sha256:app", "Created": _stamp(time.time() - 3600)}
+    engine.images[_app_image(root)] = {"Id": "sha256:app", "Created": _stamp(time.time() - 3600)}
     (root / "backend" / "wsgi.py").write_text("app = None\n")
     [finding] = check_images(make_ctx(root, engine, production=True))
     assert finding.status.value == "fail" and "backend/wsgi.py" in finding.message
