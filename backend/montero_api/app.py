@@ -11,6 +11,7 @@ from flask_limiter.util import get_remote_address
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import affiliations, audit, auth, clients, database, health, metrics
+from .bodylimit import ChunkedBodyLimit
 from .commands import register_commands
 from .errors import register_error_handlers
 from .headers import register_security_headers
@@ -53,6 +54,7 @@ def configure_app(app: Flask, settings: Settings, overrides: Mapping[str, Any]) 
     )
     app.config.update({k: v for k, v in overrides.items() if not hasattr(settings, k)})
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep "status" first, as written
+    app.wsgi_app = ChunkedBodyLimit(app.wsgi_app, settings.MAX_CONTENT_LENGTH)  # type: ignore[method-assign]
     if settings.TRUSTED_PROXY_COUNT > 0:
         # Behind nginx the client address comes from X-Forwarded-For; trusting it without a proxy would
         # let anyone choose their own rate-limit bucket, hence opt-in.
