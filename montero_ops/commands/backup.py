@@ -87,7 +87,7 @@ def _confirm_or_refuse(yes: bool, question: str, refusal: str) -> None:
         raise UsageError(refusal, hint="run it in a terminal to confirm, or pass --yes")
     if not typer.confirm(question, default=False, err=True):
 
-        declined()  # the same exit 1 as down, prune, deploy remove
+        declined()  # the same exit 1 as down, prune, swarm remove
 
 
 def backup(

@@ -1,119 +1,38 @@
-"""`montero deploy swarm | status | rollback | remove`: the stack on Docker Swarm."""
+"""`montero deploy`: the word for shipping a release (issue 14).
+
+The Swarm verbs moved to `montero swarm …`; `montero deploy swarm|status|rollback|remove`
+still work and print one line naming the new spelling.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+import functools
+from collections.abc import Callable
+from typing import Any
 
 import typer
 
-from montero_ops.commands._options import JsonOption, YesOption
-from montero_ops.state import get_state
-
-if TYPE_CHECKING:
-    from montero_ops.services.deploy import StackState
+from montero_ops.commands.swarm import OLD_SPELLING, VERBS
 
 deploy_app = typer.Typer(
-    help="Run the stack on Docker Swarm: deploy, status, rollback.\n\nExample: montero deploy swarm --stack montero",
+    help="Ship the stack (the Swarm verbs moved to `montero swarm`).\n\nExample: montero swarm deploy --stack montero",
     no_args_is_help=True,
 )
 
-StackOption = Annotated[str, typer.Option("--stack", "-s", help="Stack name.")]
-TimeoutOption = Annotated[int, typer.Option("--timeout", help="Seconds to wait until every service converges.")]
+
+def _old_spelling(old: str, new: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from montero_ops.output import warn
+
+        warn(f"`montero deploy {old}` is now `montero swarm {new}`")
+        return function(*args, **kwargs)
+
+    return wrapper
 
 
-def _client(ctx: typer.Context):  # type: ignore[no-untyped-def]
-    return get_state(ctx).client()
-
-
-def _render(state: StackState, json: bool) -> None:
-    from montero_ops.output import console, print_json
-
-    if json:
-        print_json(state.to_dict())
-        return
-    from rich.table import Table
-
-    table = Table(title=f"stack {state.stack}")
-    for column in ("service", "replicas", "image", "update"):
-        table.add_column(column)
-    for s in state.services:
-        colour = "green" if s.converged else "yellow"
-        update = " ".join(x for x in (s.update_state, s.update_message) if x) or "-"
-        table.add_row(s.name, f"[{colour}]{s.running}/{s.desired}[/{colour}]", s.image, update)
-    console().print(table)
-
-
-@deploy_app.command("swarm")
-def swarm_cmd(
-    ctx: typer.Context,
-    stack: StackOption = "montero",
-    registry: Annotated[str | None, typer.Option(
-        "--registry", help="Push the app image to this registry first (needed for more than one node).")] = None,
-    image: Annotated[str | None, typer.Option("--image", help="App image to deploy (default: MONTERO_APP_IMAGE).")]
-    = None,
-    no_wait: Annotated[bool, typer.Option("--no-wait", help="Return once the stack is submitted.")] = False,
-    timeout: TimeoutOption = 300,
-    json: JsonOption = False,
-) -> None:
-    """Deploy (or update, rolling and start-first) the stack on this swarm with docker/stack.yml.
-
-    Example: montero deploy swarm --stack montero --registry registry.example.com:5000
-    """
-    from montero_ops.output import info, success
-    from montero_ops.services.deploy import deploy
-
-    state = get_state(ctx)
-    result = deploy(_client(ctx), state.project(), stack=stack, registry=registry, image=image,
-                    timeout=timeout, wait=not no_wait, progress=info)
-    success(f"stack {stack} deployed" + ("" if no_wait else ": every service runs its replicas, healthy"))
-    _render(result, json)
-
-
-@deploy_app.command("status")
-def status_cmd(ctx: typer.Context, stack: StackOption = "montero", json: JsonOption = False) -> None:
-    """Show each service of the stack: replicas running/desired, image, update state.
-
-    Example: montero deploy status --json
-    """
-    from montero_ops.services.deploy import status
-
-    _render(status(_client(ctx), stack), json)
-
-
-@deploy_app.command("rollback")
-def rollback_cmd(
-    ctx: typer.Context,
-    stack: StackOption = "montero",
-    service: Annotated[str, typer.Option("--service", help="Service to roll back.")] = "app",
-    timeout: TimeoutOption = 300,
-    json: JsonOption = False,
-) -> None:
-    """Return a service (default app) to its previous version, replica by replica.
-
-    Example: montero deploy rollback --stack montero
-    """
-    from montero_ops.output import info, success
-    from montero_ops.services.deploy import rollback
-
-    result = rollback(_client(ctx), stack, service=service, timeout=timeout, progress=info)
-    success(f"{stack}_{service} rolled back")
-    _render(result, json)
-
-
-@deploy_app.command("remove")
-def remove_cmd(ctx: typer.Context, stack: StackOption = "montero", yes: YesOption = False) -> None:
-    """Remove the stack's services and networks (named volumes stay).
-
-    Example: montero deploy remove --stack montero --yes
-    """
-    from montero_ops.commands._common import confirm_or_refuse
-    from montero_ops.output import success
-    from montero_ops.services.deploy import remove
-
-    if not confirm_or_refuse(f"Remove stack {stack}?", f"remove every service of stack {stack}", yes):
-        raise typer.Exit(1)
-    remove(_client(ctx), stack)
-    success(f"stack {stack} removed (volumes kept)")
+for _old, _new in OLD_SPELLING.items():
+    deploy_app.command(_old, hidden=True)(_old_spelling(_old, _new, VERBS[_new]))
 
 
 def register(app: typer.Typer) -> None:

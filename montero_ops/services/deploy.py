@@ -117,7 +117,7 @@ def deploy(
 def status(client: DockerClient, stack: str) -> StackState:
     ids = _docker(client, "service", "ls", "-q", "--filter", f"label=com.docker.stack.namespace={stack}").split()
     if not ids:
-        raise CommandFailed(f"no stack named {stack!r} on this swarm", hint="run `montero deploy swarm` first")
+        raise CommandFailed(f"no stack named {stack!r} on this swarm", hint="run `montero swarm deploy` first")
     specs = json.loads(_docker(client, "service", "inspect", *ids))
     counts = {}
     for line in _docker(client, "service", "ls", "--filter", f"label=com.docker.stack.namespace={stack}",
@@ -146,7 +146,7 @@ def wait_converged(client: DockerClient, stack: str, timeout: float, progress: P
         bad = [s for s in state.services if s.update_state in ("paused", "rollback_paused")]
         if bad:
             raise CommandFailed(f"{bad[0].name}: update {bad[0].update_state}: {bad[0].update_message}",
-                                hint="`montero deploy status`; `docker service ps --no-trunc " + bad[0].name + "`")
+                                hint="`montero swarm status`; `docker service ps --no-trunc " + bad[0].name + "`")
         if all(s.converged for s in state.services):
             return state
         time.sleep(poll)

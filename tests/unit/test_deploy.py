@@ -1,4 +1,5 @@
-"""`montero deploy …`: the docker boundary faked at python-on-whales' `run`, exact command lines asserted."""
+"""`montero swarm …` (and the old `montero deploy …` spellings): the docker boundary faked at
+python-on-whales' `run`, exact command lines asserted."""
 
 from __future__ import annotations
 
@@ -57,7 +58,7 @@ def fake_docker(calls: list[list[str]], swarm: str = "active true") -> Any:
 def test_deploy_refuses_without_a_swarm(project: Path) -> None:
     calls: list[list[str]] = []
     with mock.patch(UTILS_RUN, side_effect=fake_docker(calls, "inactive false")):
-        result = CliRunner().invoke(app, ["deploy", "swarm", "--stack", "st"])
+        result = CliRunner().invoke(app, ["swarm", "deploy", "--stack", "st"])
     assert result.exit_code == 1
     assert "not part of a swarm" in result.output and "docker swarm init" in result.output
 
@@ -66,7 +67,7 @@ def test_deploy_runs_stack_deploy_with_local_images(project: Path) -> None:
     calls: list[list[str]] = []
     with mock.patch(UTILS_RUN, side_effect=fake_docker(calls)), \
             mock.patch(STACK_RUN, return_value="") as stack_run:
-        result = CliRunner().invoke(app, ["deploy", "swarm", "--stack", "st", "--json"])
+        result = CliRunner().invoke(app, ["swarm", "deploy", "--stack", "st", "--json"])
     assert result.exit_code == 0, result.output
     cmd = [str(c) for c in stack_run.call_args.args[0]]
     assert cmd[-8:] == ["stack", "deploy", "--compose-file", str(project / "docker" / "stack.yml"), "--prune",
@@ -90,19 +91,46 @@ def test_registry_name() -> None:
 def test_rollback_runs_service_rollback(project: Path) -> None:
     calls: list[list[str]] = []
     with mock.patch(UTILS_RUN, side_effect=fake_docker(calls)):
-        result = CliRunner().invoke(app, ["deploy", "rollback", "--stack", "st"])
+        result = CliRunner().invoke(app, ["swarm", "rollback", "--stack", "st"])
     assert result.exit_code == 0, result.output
     assert ["service", "rollback", "--detach", "st_app"] in [c[1:] for c in calls]
 
 
 def test_status_of_a_missing_stack(project: Path) -> None:
     with mock.patch(UTILS_RUN, return_value=""):
-        result = CliRunner().invoke(app, ["deploy", "status", "--stack", "nope"])
+        result = CliRunner().invoke(app, ["swarm", "status", "--stack", "nope"])
     assert result.exit_code == 1
     assert "no stack named 'nope'" in result.output
 
 
 def test_remove_needs_confirmation(project: Path) -> None:
-    result = CliRunner().invoke(app, ["deploy", "remove", "--stack", "st"])
+    result = CliRunner().invoke(app, ["swarm", "remove", "--stack", "st"])
     assert result.exit_code == 2
     assert "refusing to remove every service of stack st" in result.output
+
+
+@pytest.mark.parametrize(("old", "new"), [("swarm", "deploy"), ("status", "status"), ("rollback", "rollback")])
+def test_the_old_deploy_spellings_still_work_and_name_the_new_one(project: Path, old: str, new: str) -> None:
+    calls: list[list[str]] = []
+    with mock.patch(UTILS_RUN, side_effect=fake_docker(calls)), mock.patch(STACK_RUN, return_value=""):
+        result = CliRunner().invoke(app, ["deploy", old, "--stack", "st", "--json"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count(f"`montero deploy {old}` is now `montero swarm {new}`") == 1
+    json.loads(result.stdout[result.stdout.index("{"):])  # the data on stdout is unchanged by the notice
+
+
+def test_the_old_remove_spelling_keeps_its_confirmation(project: Path) -> None:
+    result = CliRunner().invoke(app, ["deploy", "remove", "--stack", "st"])
+    assert result.exit_code == 2
+    assert "`montero deploy remove` is now `montero swarm remove`" in result.stderr
+    assert "refusing to remove every service of stack st" in result.output
+
+
+def test_the_old_spellings_are_hidden_from_help() -> None:
+    result = CliRunner().invoke(app, ["deploy", "--help"])
+    assert result.exit_code == 0
+    assert "montero swarm" in result.output
+    assert "Commands" not in result.output  # the old verbs work but are not offered
+    swarm_help = CliRunner().invoke(app, ["swarm", "--help"]).output
+    for verb in ("deploy", "status", "rollback", "remove"):
+        assert verb in swarm_help
