@@ -1,7 +1,8 @@
 """Domain errors: each carries a message, a hint (the fix) and a documented exit code.
 
 Exit codes (documented in the README):
-  0 ok, 1 failed, 2 usage / bad input, 3 Docker or Compose unavailable, 4 project not found.
+  0 ok, 1 failed, 2 usage / bad input, 3 Docker or Compose unavailable, 4 project not found,
+  6 another montero command holds the project lock (nothing was changed), 130 interrupted.
 The CLI turns these, and python-on-whales' DockerException, into one red line on stderr.
 """
 
@@ -18,6 +19,7 @@ class ExitCode(IntEnum):
     USAGE = 2
     DOCKER_UNAVAILABLE = 3
     PROJECT_NOT_FOUND = 4
+    BUSY = 6  # another state-changing montero command holds the project lock
     INTERRUPTED = 130
 
 
@@ -63,6 +65,12 @@ class EngineError(MonteroError):
 
 class ProjectNotFound(MonteroError):
     exit_code = ExitCode.PROJECT_NOT_FOUND
+
+
+class ProjectBusy(MonteroError):
+    """Another state-changing montero command holds the project lock: nothing was changed."""
+
+    exit_code = ExitCode.BUSY
 
 
 class StackNotRunning(MonteroError):

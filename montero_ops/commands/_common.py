@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import sys
-from typing import NoReturn
+from collections.abc import Iterator
+from typing import Any, NoReturn
 
 import typer
 
@@ -39,3 +41,36 @@ def confirm_or_refuse(question: str, what: str, yes: bool) -> bool:
 def print_verbose(enabled: bool, cmd: list[str]) -> None:
     if enabled:
         sys.stderr.write("$ " + shlex.join(cmd) + "\n")
+
+
+@contextlib.contextmanager
+def locked(ctx: Any, command: str) -> Iterator[None]:
+    """Run the block under the project lock (services/lock.py); a restore interrupted before
+    (its journal is left) is named first, with its leftovers removed and the command that fixes it."""
+    from montero_ops.output import info
+    from montero_ops.services.lock import Holder, project_lock
+    from montero_ops.state import get_state
+
+    project = get_state(ctx).project()
+
+    def waiting(holder: Holder | None) -> None:
+        who = f"the {holder.command} (pid {holder.pid})" if holder else "another montero command"
+        info(f"waiting for {who} to finish")
+
+    with project_lock(project, command, on_wait=waiting):
+        report_interrupted_restore(project)
+        yield
+
+
+def report_interrupted_restore(project: Any) -> None:
+    from rich.markup import escape
+
+    from montero_ops.output import console
+    from montero_ops.services.backups.journal import find_interrupted
+
+    found = find_interrupted(project)
+    if found is None:
+        return
+    err = console(stderr=True)
+    for line in [*found.lines, f"fix: {found.fix}"]:
+        err.print(f"[yellow]![/yellow] {escape(line)}", soft_wrap=True)

@@ -102,21 +102,23 @@ def backup(
 
     Example: montero backup sqlite --compress
     """
+    from montero_ops.commands._common import locked
     from montero_ops.output import info, print_json, success
     from montero_ops.services.backups import create_backup
     from montero_ops.services.backups.stack import NoStack
 
     project = get_state(ctx).project()
     _refuse_sqlite_on_postgres(ctx, what)
-    if what is What.postgres:
-        from montero_ops.services import backup_postgres
+    with locked(ctx, "backup"):
+        if what is What.postgres:
+            from montero_ops.services import backup_postgres
 
-        path, manifest = backup_postgres.create(project, _backups_dir(ctx, folder), progress=info)
-    else:
-        # A SQLite backup reads the bind-mounted file directly: it needs no Docker at all.
-        stack = NoStack() if what is What.sqlite else _stack(ctx, what.value)
-        path, manifest = create_backup(project, what.value, stack, _backups_dir(ctx, folder),
-                                       compress=compress, progress=info)
+            path, manifest = backup_postgres.create(project, _backups_dir(ctx, folder), progress=info)
+        else:
+            # A SQLite backup reads the bind-mounted file directly: it needs no Docker at all.
+            stack = NoStack() if what is What.sqlite else _stack(ctx, what.value)
+            path, manifest = create_backup(project, what.value, stack, _backups_dir(ctx, folder),
+                                           compress=compress, progress=info)
     if push:
         from montero_ops.commands.offsite import push_folders
 
@@ -224,6 +226,13 @@ def prune_cmd(
 
     Example: montero backups prune --keep 7 --older-than 30d --yes
     """
+    from montero_ops.commands._common import locked
+
+    with locked(ctx, "backups prune"):
+        _prune(ctx, keep, older_than, yes, folder, json)
+
+
+def _prune(ctx: typer.Context, keep: int, older_than: str | None, yes: bool, folder: Path | None, json: bool) -> None:
     from montero_ops.output import print_json, success
     from montero_ops.services.backups import apply_prune, plan_prune
 
@@ -260,11 +269,19 @@ def restore(
 
     Example: montero restore all --latest --yes
     """
-    from montero_ops.output import info, print_json, success
-    from montero_ops.services.backups import find_backup, plan_restore, run_restore
+    from montero_ops.commands._common import locked
 
     if not ref and not latest:
         raise UsageError("say which backup: an ID, a path, or --latest", hint="see `montero backups list`")
+    with locked(ctx, "restore"):
+        _restore(ctx, what, ref, latest, from_offsite, yes, folder, json)
+
+
+def _restore(ctx: typer.Context, what: What, ref: str | None, latest: bool, from_offsite: bool, yes: bool,
+             folder: Path | None, json: bool) -> None:
+    from montero_ops.output import info, print_json, success
+    from montero_ops.services.backups import find_backup, plan_restore, run_restore
+
     project = get_state(ctx).project()
     _refuse_sqlite_on_postgres(ctx, what)
     root = _backups_dir(ctx, folder)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from montero_ops.commands._common import confirm_or_refuse
+from montero_ops.commands._common import confirm_or_refuse, locked
 from montero_ops.commands._options import YesOption
 from montero_ops.state import State, get_state
 
@@ -105,10 +105,14 @@ def up(
 
     Example: montero up --build --profile production --scale app=3
     """
+    from montero_ops.services.backups.journal import resolve
     from montero_ops.services.stack import parse_scales
 
     scales = parse_scales(scale or [])
-    start_and_wait(get_state(ctx), profile or [], build, scales, not no_wait, timeout)
+    with locked(ctx, "up"):
+        start_and_wait(get_state(ctx), profile or [], build, scales, not no_wait, timeout)
+        if not no_wait:
+            resolve(get_state(ctx).project(), "up")  # an interrupted restore that changed nothing is over
 
 
 def down(
@@ -120,6 +124,11 @@ def down(
 
     Example: montero down --volumes --yes
     """
+    with locked(ctx, "down"):
+        _down(ctx, volumes, yes)
+
+
+def _down(ctx: typer.Context, volumes: bool, yes: bool) -> None:
     from montero_ops.output import info, success
     from montero_ops.services import stack
 
@@ -146,8 +155,9 @@ def _simple(action: str, summary: str, example: str) -> Callable[..., None]:
         from montero_ops.services import stack
 
         state = get_state(ctx)
-        client = state.client(stack.current_variant(state.engine(), state.project()))
-        getattr(stack, action)(client, services or [])
+        with locked(ctx, action):
+            client = state.client(stack.current_variant(state.engine(), state.project()))
+            getattr(stack, action)(client, services or [])
         success(f"{action}: {', '.join(services) if services else 'all services'}")
 
     command.__doc__ = f"{summary}\n\nExample: {example}\n"
@@ -165,6 +175,11 @@ def scale(
 
     Example: montero scale app=3
     """
+    with locked(ctx, "scale"):
+        _scale(ctx, replicas, no_wait, timeout)
+
+
+def _scale(ctx: typer.Context, replicas: list[str], no_wait: bool, timeout: int) -> None:
     from montero_ops.output import info
     from montero_ops.services.rolling import scale_down
     from montero_ops.services.stack import current_variant, parse_scales
@@ -199,11 +214,12 @@ def restart(
     from montero_ops.services.rolling import rolling_restart
 
     state = get_state(ctx)
-    project = stack.current_variant(state.engine(), state.project())
-    for service in services or ["app"]:
-        result = rolling_restart(state.client(project), project, service, timeout=timeout, progress=info,
-                                 engine=state.engine())
-        success(f"{service}: {len(result.replaced)} replica(s) replaced one at a time")
+    with locked(ctx, "restart"):
+        project = stack.current_variant(state.engine(), state.project())
+        for service in services or ["app"]:
+            result = rolling_restart(state.client(project), project, service, timeout=timeout, progress=info,
+                                     engine=state.engine())
+            success(f"{service}: {len(result.replaced)} replica(s) replaced one at a time")
 
 
 def register(app: typer.Typer) -> None:

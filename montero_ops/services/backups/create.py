@@ -137,7 +137,7 @@ def _backup_sqlite(
         if _target_full(exc):
             raise  # the copy's disk is full, not the source's fault: create_backup says so
         if require_integrity:
-            raise MonteroError(f"cannot read {db}: {exc}", hint="see docs/backups.md (recovery)") from exc
+            raise MonteroError(f"cannot read {db}: {exc}", hint="see docs/backups.md, Recovery") from exc
         # Safety copy of a damaged database: keep the raw bytes, whatever they are.
         shutil.copyfile(db, copy)
     progress("SQLite: PRAGMA integrity_check on the copy")
@@ -151,7 +151,7 @@ def _backup_sqlite(
         if check != "ok" and require_integrity:
             hashing.cancel()
             raise MonteroError(f"the copy of {db.name} fails PRAGMA integrity_check: {check}",
-                               hint="the live database may be damaged; see docs/backups.md (recovery)")
+                               hint="the live database may be damaged; see docs/backups.md, Recovery")
         try:
             revision, counts = sqlite_db.stats(copy)
         except sqlite3.DatabaseError:

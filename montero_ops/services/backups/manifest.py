@@ -140,6 +140,29 @@ def list_backups(backups_dir: Path) -> list[BackupRef]:
     return refs
 
 
+@dataclass
+class Partial:
+    """An unfinished backup folder (`.partial-…`): a backup running now, or one that was killed."""
+
+    path: Path
+    size: int
+    mtime: float
+
+
+def partial_backups(backups_dir: Path) -> list[Partial]:
+    if not backups_dir.is_dir():
+        return []
+    found = []
+    for folder in sorted(backups_dir.glob(".partial-*")):
+        try:
+            if folder.is_dir():
+                size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+                found.append(Partial(folder, size, folder.stat().st_mtime))
+        except OSError:
+            continue  # removed while we looked: a backup that just finished
+    return found
+
+
 def find_backup(backups_dir: Path, ref: str | None, latest: bool = False, project: str | None = None) -> Path:
     """A backup folder from an ID (folder name, or unique prefix), a PATH, or --latest."""
     if latest or not ref:

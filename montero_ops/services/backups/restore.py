@@ -13,6 +13,7 @@ from montero_ops.project import Project
 from montero_ops.services.backups import sqlite_db
 from montero_ops.services.backups.create import create_backup, normalize_what, require_space, sqlite_size
 from montero_ops.services.backups.holders import require_unheld
+from montero_ops.services.backups.journal import PHASE_ROLLBACK, RestoreJournal, what_arg
 from montero_ops.services.backups.manifest import Manifest
 from montero_ops.services.backups.redis_data import persistence_mode
 from montero_ops.services.backups.stack import Stack
@@ -115,40 +116,68 @@ def run_restore(
         # montero will not stop anything: whatever has the file open must not be there at all
         # (Docker unreachable, or an app outside Docker).
         require_unheld(plan.db_path, "restore refused")
+    # On disk before the first step, gone after the last: a kill in between is found and explained
+    # by the next command (journal.find_interrupted).
+    journal = RestoreJournal.begin(project, plan.folder, plan.what, backups_dir, plan.db_path)
     safety: tuple[Path, Manifest] | None = None
     if safety_what:
         progress(f"safety backup of the current {'+'.join(safety_what)}")
+        journal.step("safety-backup")
         try:
             safety = create_backup(project, safety_what, stack, backups_dir, label="safety", db_path=plan.db_path,
                                    progress=progress, require_integrity=False)
-        except MonteroError as exc:
-            raise MonteroError(f"could not take the safety backup, nothing was changed: {exc.message}",
-                               hint=exc.hint) from exc
+        except BaseException as exc:
+            journal.finish()  # nothing was changed
+            if isinstance(exc, MonteroError):
+                raise MonteroError(f"could not take the safety backup, nothing was changed: {exc.message}",
+                                   hint=exc.hint) from exc
+            if isinstance(exc, KeyboardInterrupt):
+                raise MonteroError("restore interrupted (Ctrl-C) during the safety backup: nothing was changed",
+                                   exit_code=ExitCode.INTERRUPTED) from exc
+            raise
+        journal.step("safety-backup", safety_backup=safety[0].name)
     to_stop = (["app"] if app_running else []) + (["redis"] if redis_running else [])
     notes: list[str] = []
     try:
-        _apply(plan.folder, plan.manifest, plan, stack, to_stop, aof, progress)
+        _put_data(plan.folder, plan.manifest, plan, stack, to_stop, aof, progress, journal, "backup")
+        _start(stack, to_stop, progress, journal)
     except BaseException as exc:
         interrupted = isinstance(exc, KeyboardInterrupt)
         reason = "interrupted (Ctrl-C)" if interrupted else _reason(exc)
         code = ExitCode.INTERRUPTED if interrupted else ExitCode.FAILED
         if safety is None:
             raise MonteroError(f"restore failed: {reason} (there was no previous data to put back)",
+                               hint=f"run it again: `montero restore {what_arg(plan.what)} {plan.folder.name} --yes`",
                                exit_code=code) from exc
         progress(f"restore failed ({reason}); putting back the safety backup {safety[0].name}")
+        journal.step("rollback", phase=PHASE_ROLLBACK, done=[])
+        undo = f"`montero restore {what_arg(safety_what)} {safety[0].name} --yes`"
         try:
-            _apply(safety[0], safety[1], plan, stack, to_stop, aof, progress)
+            _put_data(safety[0], safety[1], plan, stack, to_stop, aof, progress, journal, "safety")
         except BaseException as exc2:
             raise MonteroError(
                 f"restore failed: {reason}; putting the previous data back ALSO failed: {_reason(exc2)}",
-                hint=f"the previous data is in {safety[0]}: `montero restore {'+'.join(safety_what)} {safety[0].name} --yes`",
+                hint=f"the previous data is in {safety[0]}: {undo}",
                 exit_code=code,
             ) from exc2
+        try:
+            _start(stack, to_stop, progress, journal)
+        except BaseException as exc3:
+            journal.finish()  # the data is the old one again: nothing to finish
+            raise MonteroError(
+                f"restore failed: {reason}; the data from before the restore was put back "
+                f"(safety backup {safety[0].name}), but {', '.join(to_stop)} did not start: {_reason(exc3)}",
+                hint="see `montero logs`, then `montero up`",
+                exit_code=code,
+            ) from exc3
+        journal.finish()
+        restarted = " and the stack restarted" if to_stop else ""
         raise MonteroError(
             f"restore failed: {reason}; the data from before the restore was put back "
-            f"(safety backup {safety[0].name}) and the stack restarted",
+            f"(safety backup {safety[0].name}){restarted}",
             exit_code=code,
         ) from exc
+    journal.finish()
     if plan.needs_migration:
         notes.append(f"database revision {plan.revision} is older than head {', '.join(sorted(plan.heads or []))}: "
                      + ("the app ran `alembic upgrade head` on start" if app_running
@@ -178,15 +207,17 @@ def _redis_aof(plan: RestorePlan, stack: Stack, running: bool) -> bool:
     return (plan.manifest.redis or {}).get("persistence") == "aof"
 
 
-def _apply(folder: Path, manifest: Manifest, plan: RestorePlan, stack: Stack, to_stop: list[str], aof: bool,
-           progress: Progress) -> None:
+def _put_data(folder: Path, manifest: Manifest, plan: RestorePlan, stack: Stack, to_stop: list[str], aof: bool,
+              progress: Progress, journal: RestoreJournal, label: str) -> None:
     if to_stop:
         progress(f"stopping {', '.join(to_stop)}")
+        journal.step("stopping", stopped=to_stop)
         stack.stop(to_stop)
     if "sqlite" in plan.what and plan.db_path is not None and "sqlite" in manifest.contents:
         entry = manifest.file("sqlite")
         assert entry is not None
         progress(f"SQLite: putting {entry.name} in place of {plan.db_path} (atomic rename)")
+        journal.step("sqlite")
         meta = manifest.sqlite or {}
         staged = sqlite_db.stage_copy(folder / entry.name, plan.db_path, entry.compression == "gzip",
                                       sha256=meta.get("uncompressed_sha256") or entry.sha256,
@@ -194,13 +225,21 @@ def _apply(folder: Path, manifest: Manifest, plan: RestorePlan, stack: Stack, to
         try:
             # Also after montero stopped the app: nothing may still write to the old file.
             require_unheld(plan.db_path, "restore stopped before the swap")
+            journal.staged(staged, label)
             sqlite_db.swap_in(staged, plan.db_path)
+            journal.step("sqlite", done=[*journal.data.done, "sqlite"])
         finally:
             staged.unlink(missing_ok=True)
     if "redis" in plan.what and "redis" in manifest.contents:
         progress("Redis: putting dump.rdb in place" + (" and rebuilding the append-only file" if aof else ""))
+        journal.step("redis")
         stack.redis_restore(folder / "redis", aof)
+        journal.step("redis", done=[*journal.data.done, "redis"])
+
+
+def _start(stack: Stack, to_stop: list[str], progress: Progress, journal: RestoreJournal) -> None:
     if to_stop:
         start: list[str] = [s for s in ("redis", "app") if s in to_stop]
         progress(f"starting {', '.join(start)} and waiting until healthy")
+        journal.step("starting")
         stack.start(start)

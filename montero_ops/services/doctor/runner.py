@@ -29,6 +29,7 @@ from montero_ops.services.doctor.locking import check_locking
 from montero_ops.services.doctor.monitoring import check_monitoring
 from montero_ops.services.doctor.ports import check_ports
 from montero_ops.services.doctor.production import check_production
+from montero_ops.services.doctor.restore import check_restore
 from montero_ops.services.doctor.schedule import check_schedule
 
 DEFAULT_TIMEOUT = 8.0
@@ -53,6 +54,7 @@ CHECKS: list[Check] = [
     Check("connect", check_connectivity),
     Check("data", check_database),
     Check("data.backups", check_backups),
+    Check("data.restore", check_restore),
     Check("images.app", check_images, needs_docker=True),
     Check("prod", check_production),
     Check("schedule", check_schedule),
