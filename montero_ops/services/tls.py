@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,9 +23,6 @@ from montero_ops.project import Project
 
 CERT_NAME = "fullchain.pem"
 KEY_NAME = "privkey.pem"
-CERTBOT_IMAGE_ENV = "MONTERO_CERTBOT_IMAGE"
-CERTBOT_DEFAULT_IMAGE = "certbot/certbot:latest"
-RENEW_CRON = "17 3 * * *"
 
 
 def certs_dir(project: Project) -> Path:
@@ -54,7 +50,7 @@ class CertStatus:
         return asdict(self)
 
 
-def _validate_domain(domain: str) -> str:
+def validate_domain(domain: str) -> str:
     domain = domain.strip().lower()
     allowed = set("abcdefghijklmnopqrstuvwxyz0123456789-.*:")
     if not domain or not set(domain) <= allowed or domain.startswith(("-", ".")) or len(domain) > 253:
@@ -69,7 +65,7 @@ def self_signed(project: Project, domain: str = "localhost", days: int = 365) ->
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
-    domain = _validate_domain(domain)
+    domain = validate_domain(domain)
     if days < 1 or days > 3650:
         raise UsageError("--days must be between 1 and 3650")
     key = ec.generate_private_key(ec.SECP256R1())
@@ -119,7 +115,7 @@ def link_letsencrypt(project: Project, domain: str) -> None:
     folder = certs_dir(project)
     live = folder / "letsencrypt" / "live" / domain
     if not (live / CERT_NAME).exists():
-        raise CommandFailed(f"certbot left no certificate in {live}", hint="read certbot's output above")
+        raise CommandFailed(f"certbot left no certificate in {live}", hint="certbot's log: docker/certs/letsencrypt/logs/letsencrypt.log")
     for name in (CERT_NAME, KEY_NAME):
         target = folder / name
         tmp = folder / f".{name}.lnk"
@@ -153,81 +149,6 @@ def status(project: Project) -> CertStatus:
         domains=domains, not_before=cert.not_valid_before_utc.isoformat(), not_after=not_after.isoformat(),
         days_left=days_left, self_signed=is_self, source=source,
     )
-
-
-def certbot_command(project: Project, args: list[str]) -> list[str]:
-    """certbot on the host when installed, else the certbot image (MONTERO_CERTBOT_IMAGE) with the same folders.
-
-    Both write into docker/certs/letsencrypt and answer the challenge through docker/certs/webroot,
-    which nginx serves on plain HTTP.
-    """
-    folder = certs_dir(project).resolve()
-    host = shutil.which("certbot")
-    if host:
-        dirs = ["--config-dir", str(folder / "letsencrypt"), "--work-dir", str(folder / "letsencrypt" / "work"),
-                "--logs-dir", str(folder / "letsencrypt" / "logs")]
-        return [host, *args, *_with_webroot(args, str(folder / "webroot")), *dirs]
-    image = os.environ.get(CERTBOT_IMAGE_ENV) or CERTBOT_DEFAULT_IMAGE
-    return [
-        "docker", "run", "--rm", "--name", f"{project.name}-certbot",
-        "-v", f"{folder / 'letsencrypt'}:/etc/letsencrypt",
-        "-v", f"{folder / 'webroot'}:/var/www/certbot",
-        image, *args, *_with_webroot(args, "/var/www/certbot"),
-    ]
-
-
-def _with_webroot(args: list[str], path: str) -> list[str]:
-    return ["--webroot", "-w", path] if args and args[0] in ("certonly", "renew") else []
-
-
-def issue_args(domain: str, email: str, staging: bool = False, dry_run: bool = False) -> list[str]:
-    domain = _validate_domain(domain)
-    if "@" not in email or email.startswith("@") or " " in email:
-        raise UsageError(f"not an e-mail address: {email!r}", hint="Let's Encrypt sends expiry notices there")
-    args = ["certonly", "--non-interactive", "--agree-tos", "--email", email, "-d", domain,
-            "--cert-name", domain, "--keep-until-expiring"]
-    if staging:
-        args.append("--staging")
-    if dry_run:
-        args.append("--dry-run")
-    return args
-
-
-def renew_args(dry_run: bool = False) -> list[str]:
-    return ["renew", "--non-interactive", "--no-random-sleep-on-renew"] + (["--dry-run"] if dry_run else [])
-
-
-def cron_line(project: Project, montero: str | None = None) -> str:
-    """What to put in root's crontab: renew twice a day is certbot's advice; once a day is plenty here."""
-    exe = montero or shutil.which("montero") or "montero"
-    log = project.logs_dir / "tls-renew.log"
-    return f"{RENEW_CRON} cd {project.root} && {exe} tls renew >> {log} 2>&1"
-
-
-def prepare_webroot(project: Project) -> Path:
-    path = webroot(project) / ".well-known" / "acme-challenge"
-    path.mkdir(parents=True, exist_ok=True)
-    (certs_dir(project) / "letsencrypt").mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def run_certbot(project: Project, args: list[str]) -> list[str]:
-    """Run certbot (output straight to the terminal); returns the command that ran."""
-    import subprocess
-
-    prepare_webroot(project)
-    cmd = certbot_command(project, args)
-    try:
-        proc = subprocess.run(cmd, check=False)
-    except FileNotFoundError as exc:
-        raise CommandFailed(f"could not run {cmd[0]}", hint="install certbot (`apt-get install certbot`) or Docker") from exc
-    if proc.returncode != 0:
-        raise CommandFailed(
-            f"certbot failed with exit code {proc.returncode}",
-            hint="the domain must resolve to this host and port 80 must reach nginx "
-            "(`montero up --profile production`); try --staging first",
-        )
-    return cmd
 
 
 def reload_nginx(client: Any) -> bool:

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from montero_ops.cli import app
-from montero_ops.services import tls
+from montero_ops.services import acme, tls
 
 RUN = "python_on_whales.components.compose.cli_wrapper.run"
 
@@ -96,7 +96,7 @@ def test_issue_print_builds_the_certbot_webroot_command(project: Path, monkeypat
     assert result.exit_code == 0, result.output
     certs = (project / "docker" / "certs").resolve()
     assert result.stdout.split() == [
-        "docker", "run", "--rm", "--name", f"{project.name.lower()}-certbot",
+        "docker", "run", "--rm", "--name", f"{project.name.lower()}-certbot", "--network", "host",
         "-v", f"{certs / 'letsencrypt'}:/etc/letsencrypt", "-v", f"{certs / 'webroot'}:/var/www/certbot",
         "certbot/certbot:v2.11.0", "certonly", "--non-interactive", "--agree-tos", "--email", "ops@example.com",
         "-d", "example.com", "--cert-name", "example.com", "--keep-until-expiring",
@@ -108,11 +108,12 @@ def test_issue_with_host_certbot_uses_project_folders(project: Path, monkeypatch
     monkeypatch.setattr("shutil.which", lambda name: "/usr/bin/certbot" if name == "certbot" else None)
     from montero_ops.project import find_project
 
-    cmd = tls.certbot_command(find_project(project), tls.renew_args())
+    cmd = acme.certbot_command(find_project(project), acme.renew_args("example.com"))
     certs = str((project / "docker" / "certs").resolve())
-    assert cmd[:4] == ["/usr/bin/certbot", "renew", "--non-interactive", "--no-random-sleep-on-renew"]
-    assert cmd[4:7] == ["--webroot", "-w", f"{certs}/webroot"]
-    assert cmd[7:] == ["--config-dir", f"{certs}/letsencrypt", "--work-dir", f"{certs}/letsencrypt/work",
+    assert cmd[:7] == ["/usr/bin/certbot", "renew", "--non-interactive", "--no-random-sleep-on-renew",
+                       "--cert-name", "example.com", "--force-renewal"]
+    assert cmd[7:10] == ["--webroot", "-w", f"{certs}/webroot"]
+    assert cmd[10:] == ["--config-dir", f"{certs}/letsencrypt", "--work-dir", f"{certs}/letsencrypt/work",
                        "--logs-dir", f"{certs}/letsencrypt/logs"]
 
 
