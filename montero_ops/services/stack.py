@@ -28,7 +28,8 @@ POSTGRES_PROFILE = "postgres"
 POSTGRES_FILE = "compose.postgres.yml"
 MONITORING_PROFILE = "monitoring"
 MONITORING_FILE = "compose.monitoring.yml"
-MONITORING_SERVICES = frozenset({"prometheus", "redis-exporter", "nginx-exporter"})
+MONITORING_SERVICES = frozenset({"prometheus", "redis-exporter", "nginx-exporter", "blackbox-exporter",
+                                 "backup-exporter"})
 LOG_LINES = 30
 RESTARTS_BEFORE_FAILING = 2
 # Module-level so tests can replace time without touching the global time module.

@@ -1,12 +1,15 @@
 """`--profile monitoring` on a real engine: production + monitoring with 3 app replicas. Prometheus
 (Debian's package, image built on the local base) finds the replicas by Docker DNS; after a load loop
 its sum(rate()) matches the load within 10 %; stopping a replica fires AppReplicaDown, starting it
-again clears it. Prometheus is published on loopback only."""
+again clears it. With no backup yet BackupStale fires and a real `montero backup` clears it; a
+certificate with 10 days left fires CertificateExpiresSoon (read from nginx's TLS handshake by the
+blackbox exporter) and a renewed one clears it. Prometheus is published on loopback only."""
 
 from __future__ import annotations
 
 import json
 import secrets
+import ssl
 import subprocess
 import threading
 import time
@@ -74,6 +77,8 @@ def test_prometheus_follows_the_load_and_the_replicas(stack_project: Any, stack_
     stack.compose_files += [stack.root / "docker" / "compose.production.yml",
                             stack.root / "docker" / "compose.monitoring.yml"]
     stack.profiles += ["production", "monitoring"]  # the fixture's `down` then removes them too
+    short = stack.run_montero("tls", "self-signed", "--days", "10", timeout=60)
+    assert short.returncode == 0, short.stderr
     built = stack.compose("build", "prometheus", timeout=900)
     assert built.returncode == 0, built.stderr[-3000:]
     done = stack.compose("up", "-d", "--wait", "--wait-timeout", "300", "--scale", f"app={REPLICAS}", timeout=900)
@@ -86,14 +91,28 @@ def test_prometheus_follows_the_load_and_the_replicas(stack_project: Any, stack_
     wait(lambda: scalar(port, 'redis_up') == 1, 60, "the redis exporter")
     wait(lambda: scalar(port, 'nginx_up') == 1, 60, "the nginx exporter")
 
+    # No backup yet and a certificate with 10 days left: both alerts fire without any `for:` delay.
+    wait(lambda: firing(port, "BackupStale"), 60, "BackupStale firing (no backup yet)")
+    days_left = wait(lambda: scalar(port, 'min(probe_ssl_earliest_cert_expiry) - time()'), 60,
+                     "the served certificate's expiry")
+    assert 9 * 86400 < days_left <= 10 * 86400, days_left
+    wait(lambda: firing(port, "CertificateExpiresSoon"), 60, "CertificateExpiresSoon firing")
+    assert not firing(port, "BackupFolderUnreadable")
+    backed_up = stack.run_montero("backup", timeout=300)
+    assert backed_up.returncode == 0, backed_up.stderr
+    renewed = stack.run_montero("tls", "self-signed", "--days", "90", timeout=60)
+    assert renewed.returncode == 0, renewed.stderr
+
     # Steady load through nginx; every answer's time is kept to compute the client's own rate.
     stamps: list[float] = []
     stop = threading.Event()
-    url = f"http://127.0.0.1:{stack.http_port}/health"
+    # With a certificate nginx redirects HTTP to HTTPS: load the HTTPS server, trusting the pair.
+    url = f"https://127.0.0.1:{stack.https_port}/health"
+    tls = ssl.create_default_context(cafile=str(stack.root / "docker" / "certs" / "fullchain.pem"))
 
     def load() -> None:
         while not stop.is_set():
-            with urllib.request.urlopen(url, timeout=10) as r:
+            with urllib.request.urlopen(url, timeout=10, context=tls) as r:
                 if r.status == 200:
                     stamps.append(time.time())
 
@@ -124,4 +143,9 @@ def test_prometheus_follows_the_load_and_the_replicas(stack_project: Any, stack_
         subprocess.run(["docker", "start", victim], check=True, capture_output=True, timeout=60)
     wait(lambda: scalar(port, 'count(up{job="app"} == 1)') == REPLICAS, 120, "the replica back")
     wait(lambda: not firing(port, "AppReplicaDown"), 120, "AppReplicaDown cleared")
-    assert "AppReplicaDown" not in doctor_alerts(stack)["message"]
+    # Checked last: the backup and the new certificate have long been scraped by now.
+    wait(lambda: not firing(port, "BackupStale"), 60, "BackupStale cleared by `montero backup`")
+    wait(lambda: not firing(port, "CertificateExpiresSoon"), 60, "CertificateExpiresSoon cleared")
+    assert scalar(port, "max(montero_backups)") == 1
+    message = doctor_alerts(stack)["message"]
+    assert "AppReplicaDown" not in message and "BackupStale" not in message, message
