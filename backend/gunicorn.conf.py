@@ -118,6 +118,27 @@ def on_exit(server: object) -> None:
     shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 
 
+_ROTATOR: list[object] = []
+
+
+def when_ready(server: object) -> None:
+    """The master is the one process that rotates the shared log file (montero_api/logfiles.py)."""
+    from montero_api.logfiles import LOG_FILE, Rotator
+    from montero_api.settings import Settings
+
+    settings = Settings.from_env()
+    folder = Path(settings.LOG_DIR)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)  # before the workers do: they start after this hook
+    except OSError:
+        return
+    if not os.access(folder, os.W_OK):
+        return  # the workers log to stdout only then (logging_setup says so once per worker)
+    rotator = Rotator(folder / LOG_FILE, settings.LOG_MAX_BYTES, settings.LOG_BACKUPS)
+    rotator.start()
+    _ROTATOR.append(rotator)
+
+
 def on_starting(server: object) -> None:
     """Refuse to start (one line, exit 1) before forking workers when the settings cannot run."""
     _reset_metrics_dir()  # before montero_api (and so prometheus_client) is imported here

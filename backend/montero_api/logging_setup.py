@@ -1,10 +1,12 @@
-"""Logging: one line per event to stdout (docker logs) and to a rotating file under LOG_DIR."""
+"""Logging: one line per event to stdout (docker logs) and to the shared file under LOG_DIR.
+
+The file is rotated by the gunicorn master only (montero_api/logfiles.py says why).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import logging.handlers
 import os
 import sys
 import time
@@ -13,10 +15,10 @@ from zoneinfo import ZoneInfo
 
 from flask import Flask, Response, g, request
 
+from .logfiles import LOG_FILE, SharedFileHandler
 from .settings import Settings
 
 FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
-LOG_FILE = "montero-api.log"
 
 
 class ZoneFormatter(logging.Formatter):
@@ -43,10 +45,8 @@ def configure_logging(app: Flask, settings: Settings) -> None:
     logger.addHandler(stream)
     try:
         Path(settings.LOG_DIR).mkdir(parents=True, exist_ok=True)
-        # Each worker rotates on its own; 10 MB x 5 keeps the volume bounded.
-        file_handler = logging.handlers.RotatingFileHandler(
-            os.path.join(settings.LOG_DIR, LOG_FILE), maxBytes=10 * 1024 * 1024, backupCount=5, encoding="utf-8"
-        )
+        # Append only: the gunicorn master rotates (LOG_MAX_BYTES x LOG_BACKUPS), never a worker.
+        file_handler = SharedFileHandler(os.path.join(settings.LOG_DIR, LOG_FILE), encoding="utf-8")
         file_handler.setFormatter(formatter)
         logger.addHandler(file_handler)
     except OSError as exc:

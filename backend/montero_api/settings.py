@@ -91,6 +91,9 @@ class Settings:
     RATELIMIT_STORAGE_URL: str | None = None
     # Operational knobs beyond the list; defaults suit the container.
     LOG_DIR: str = "/app/logs"
+    # The gunicorn master rotates montero-api.log past LOG_MAX_BYTES, keeping LOG_BACKUPS old files.
+    LOG_MAX_BYTES: int = 10 * 1024 * 1024
+    LOG_BACKUPS: int = 5
     MAX_CONTENT_LENGTH: int = 1024 * 1024
     SQLITE_BUSY_TIMEOUT_MS: int = 15000
     LOGIN_LIMIT_ACCOUNT: str = "5 per 15 minutes"
@@ -139,6 +142,8 @@ class Settings:
             problem = secret_key_problem(self.SECRET_KEY)
             if problem:
                 raise ConfigError(f"{problem}; refusing to start in production. Generate one with: {GENERATE_HINT}")
+        if self.LOG_MAX_BYTES < 1 or self.LOG_BACKUPS < 0:
+            raise ConfigError("LOG_MAX_BYTES must be at least 1 and LOG_BACKUPS at least 0")
         try:
             ZoneInfo(self.TZ)
         except (ZoneInfoNotFoundError, ValueError):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
+from montero_api.logfiles import SharedFileHandler
 
 
 def test_requests_are_logged_to_stdout_and_file(
@@ -21,8 +22,10 @@ def test_requests_are_logged_to_stdout_and_file(
     assert "GET /api/clients 401" in text
     assert "GET /api/clients 401" in capsys.readouterr().out
     handlers = logging.getLogger("montero_api").handlers
-    rotating = [h for h in handlers if isinstance(h, logging.handlers.RotatingFileHandler)]
-    assert rotating and rotating[0].maxBytes > 0 and rotating[0].backupCount > 0
+    # Workers never rotate (issue 21 point 1): the gunicorn master does, tests/backend/test_api_log_rotation.py.
+    assert not [h for h in handlers if isinstance(h, logging.handlers.RotatingFileHandler)]
+    assert [h for h in handlers if isinstance(h, SharedFileHandler)]
+    assert (log_dir / "montero-api.log").stat().st_mode & 0o777 == 0o640
 
 
 def test_passing_health_probes_are_logged_only_at_debug(
