@@ -12,6 +12,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from montero_ops.engine import Engine
@@ -84,7 +85,17 @@ def parse_scales(items: list[str]) -> dict[str, int]:
     return scales
 
 
+def _stamp(client: DockerClient) -> None:
+    """Label the app image with its sources' digest (doctor images.app compares contents, not times)."""
+    from montero_ops.services.sources import stamp_sources
+
+    root = client.client_config.compose_project_directory
+    if root is not None:
+        stamp_sources(Path(root))
+
+
 def build(client: DockerClient, services: list[str], no_cache: bool = False) -> None:
+    _stamp(client)
     client.compose.build(services=services or None, cache=not no_cache)
 
 
@@ -104,6 +115,7 @@ def prepare_dirs(project: Project) -> None:
 
 
 def up(client: DockerClient, build: bool = False, scales: dict[str, int] | None = None) -> None:
+    _stamp(client)  # compose builds a missing image even without --build
     client.compose.up(detach=True, build=build, scales=scales or {})
 
 

@@ -1,4 +1,9 @@
-"""Check 11: the app image is older than its sources (code or requirements changed since the build)."""
+"""Check 11: the app image holds other sources than the checkout (code or requirements changed since the build).
+
+Compared by content: the image's `org.montero.sources` label (the digest montero stamps when it
+builds, services/sources.py) against the same digest of the checkout. An image built without the
+label (a plain `docker compose build`) falls back to comparing file times, and says so.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,13 @@ from pathlib import Path
 from montero_ops.project import default_app_image
 from montero_ops.services.doctor.context import Context
 from montero_ops.services.doctor.finding import Finding, failed, passed, warned
+from montero_ops.services.sources import LABEL, sources_digest
 
 SKIP_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache", "node_modules", ".venv", "venv"}
-REBUILD = "montero up --build   # rebuilds the app image and recreates the container"
+# Zero downtime: `up --build` recreates every replica at once (an outage, and a scaled app drops to one).
+# When `montero deploy` (releases) lands, it is the one command to name here.
+REBUILD = "montero build app && montero restart --rolling   # new image, replicas replaced one at a time"
+RECREATE = "montero restart --rolling   # replaces the replicas one at a time on the new image"
 
 
 def parse_created(text: str) -> datetime:
@@ -55,27 +64,31 @@ def check_images(ctx: Context) -> list[Finding]:
     if image is None:
         return [warned("images.app", f"the app image {name} is not built yet", "montero build app")]
     built = parse_created(str(image.get("Created", "")))
-    newest = newest_source(ctx.project.root)
     when = built.strftime("%Y-%m-%d %H:%M UTC")
-    if newest is not None and newest[1] > built.timestamp() + 1:
-        rel = newest[0].relative_to(ctx.project.root)
-        changed = datetime.fromtimestamp(newest[1], UTC).strftime("%Y-%m-%d %H:%M UTC")
-        # In production a stale image means the deployed code is not the code in the repository.
-        make = failed if ctx.production else warned
-        return [
-            make(
-                "images.app",
-                f"the app image {name} (built {when}) is older than its sources: {rel} changed {changed}",
-                REBUILD,
-            )
-        ]
+    # In production a stale image means the deployed code is not the code in the repository.
+    make = failed if ctx.production else warned
+    stamped = ((image.get("Config") or {}).get("Labels") or {}).get(LABEL) or ""
+    if stamped:
+        current = sources_digest(ctx.project.root)
+        if current != stamped:
+            return [make("images.app", f"the app image {name} (built {when}) holds other sources than the checkout "
+                         f"(content digest {stamped[7:19]} in the image, {current[7:19]} here)", REBUILD)]
+        same = "has the same sources as the checkout (compared by content)"
+    else:
+        newest = newest_source(ctx.project.root)
+        if newest is not None and newest[1] > built.timestamp() + 1:
+            rel = newest[0].relative_to(ctx.project.root)
+            changed = datetime.fromtimestamp(newest[1], UTC).strftime("%Y-%m-%d %H:%M UTC")
+            return [make("images.app", f"the app image {name} (built {when}) is older than its sources: {rel} changed "
+                         f"{changed} (compared by time: the image was not built by montero)", REBUILD)]
+        same = "is newer than its sources (by time; `montero build app` records a content digest)"
     stale = [c for c in ctx.service_containers("app") if c.get("Image") and c.get("Image") != image.get("Id")]
     if stale:
         return [
             warned(
                 "images.app",
                 f"{len(stale)} app container(s) run an older build than {name}",
-                "montero up   # recreates them on the new image",
+                RECREATE,
             )
         ]
-    return [passed("images.app", f"the app image {name} (built {when}) is newer than its sources")]
+    return [passed("images.app", f"the app image {name} (built {when}) {same}")]

@@ -12,7 +12,8 @@ from doctor_helpers import DoctorEngine, make_ctx, make_db, needs_root, project_
 
 from montero_ops.project import default_app_image
 from montero_ops.services.doctor.connectivity import check_connectivity
-from montero_ops.services.doctor.images import check_images, parse_created
+from montero_ops.services.doctor.images import REBUILD, check_images, parse_created
+from montero_ops.services.sources import LABEL, sources_digest
 
 REDIS_ENV = ["RATELIMIT_STORAGE_URL=redis://redis:6379/0", "PATH=/opt/venv/bin:/usr/bin"]
 
@@ -151,7 +152,7 @@ def test_image_older_than_requirements_warns(root: Path, engine: DoctorEngine) -
     [finding] = check_images(make_ctx(root, engine))
     assert finding.status.value == "warn"
     assert "backend/requirements.txt changed" in finding.message
-    assert finding.fix.startswith("montero up --build")
+    assert finding.fix.startswith("montero build app && montero restart --rolling")
 
 
 def test_image_not_built_warns(root: Path, engine: DoctorEngine) -> None:
@@ -172,3 +173,50 @@ def test_stale_image_fails_in_production(root: Path, engine: DoctorEngine) -> No
     (root / "backend" / "wsgi.py").write_text("app = None\n")
     [finding] = check_images(make_ctx(root, engine, production=True))
     assert finding.status.value == "fail" and "backend/wsgi.py" in finding.message
+
+
+# -- images.app by content (issue 21 point 5) ----------------------------------------------------
+
+
+def _labelled(root: Path, engine: DoctorEngine, digest: str, created: float) -> None:
+    engine.images[_app_image(root)] = {"Id": "sha256:app", "Created": _stamp(created),
+                                       "Config": {"Labels": {LABEL: digest}}}
+
+
+def test_restored_identical_sources_pass_whatever_their_times(root: Path, engine: DoctorEngine) -> None:
+    """Byte-identical code with new file times (a restore, a checkout) is not stale."""
+    wsgi = root / "backend" / "wsgi.py"
+    wsgi.write_text("app = None\n")
+    os.utime(wsgi, (time.time() - 7200, time.time() - 7200))
+    _labelled(root, engine, sources_digest(root), time.time() - 3600)
+    wsgi.write_text("app = None\n")  # restored: same bytes, file time now (after the build)
+    [finding] = check_images(make_ctx(root, engine, production=True))
+    assert finding.status.value == "pass" and "compared by content" in finding.message
+
+
+def test_changed_content_fails_in_production_and_names_the_zero_downtime_path(root: Path, engine: DoctorEngine) -> None:
+    _labelled(root, engine, sources_digest(root), time.time() + 3600)  # image "newer" by time
+    (root / "backend" / "requirements.txt").write_text("flask==3.0.3\n")
+    [finding] = check_images(make_ctx(root, engine, production=True))
+    assert finding.status.value == "fail" and "other sources than the checkout" in finding.message
+    assert finding.fix == REBUILD and "up --build" not in finding.fix
+    assert "restart --rolling" in finding.fix
+
+
+def test_digest_ignores_what_docker_ignores(root: Path) -> None:
+    before = sources_digest(root)
+    (root / "backend" / "__pycache__").mkdir(exist_ok=True)
+    (root / "backend" / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"\0")
+    (root / "backend" / "tests").mkdir(exist_ok=True)
+    (root / "backend" / "tests" / "test_x.py").write_text("x = 1\n")
+    (root / "backend" / "app.log").write_text("line\n")
+    assert sources_digest(root) == before
+    (root / "backend" / "new_module.py").write_text("x = 1\n")
+    assert sources_digest(root) != before
+
+
+def test_containers_on_an_older_build_are_replaced_one_at_a_time(root: Path, engine: DoctorEngine) -> None:
+    _labelled(root, engine, sources_digest(root), time.time())
+    engine.add("app", image="sha256:old")
+    [finding] = check_images(make_ctx(root, engine))
+    assert finding.status.value == "warn" and finding.fix.startswith("montero restart --rolling")
