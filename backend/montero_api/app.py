@@ -10,7 +10,7 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import affiliations, audit, auth, clients, database, health, metrics
+from . import affiliations, audit, auth, clients, database, health, metrics, pages
 from .bodylimit import ChunkedBodyLimit
 from .commands import register_commands
 from .errors import register_error_handlers
@@ -82,6 +82,10 @@ def init_extensions(app: Flask, settings: Settings) -> Limiter:
     limiter.init_app(app)
     app.extensions["montero_limiter"] = limiter
     app.extensions["montero_login_throttle"] = auth.build_throttle(settings)
+    queue = auth.build_mail_queue(app, settings)
+    app.extensions["montero_mail_queue"] = queue
+    # The first request of a process looks for jobs left by a previous one, and prunes; then hourly.
+    app.before_request(queue.wake_if_prune_due)
     return limiter
 
 
@@ -91,3 +95,4 @@ def register_blueprints(app: Flask, limiter: Limiter, settings: Settings) -> Non
     app.register_blueprint(clients.build_blueprint())
     app.register_blueprint(affiliations.build_blueprint())
     app.register_blueprint(audit.build_blueprint())
+    app.register_blueprint(pages.build_blueprint())

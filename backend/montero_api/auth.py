@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, Flask, current_app, jsonify
 from flask.typing import ResponseReturnValue
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -14,14 +13,13 @@ from sqlalchemy import func, select, update
 
 from .database import db_session
 from .errors import APIError
-from .mail import MailError, send_mail
+from .mailqueue import MailQueue, enqueue_password_reset
 from .models import ROLES, AuthSession, PasswordResetToken, User, utcnow
 from .security import (
     current_session,
     current_user,
     hash_password,
     login_required,
-    new_token,
     password_problem,
     start_session,
     token_digest,
@@ -54,6 +52,18 @@ RESET_CONFIRM = {
 def _settings() -> Settings:
     settings: Settings = current_app.config["MONTERO_SETTINGS"]
     return settings
+
+
+def build_mail_queue(app: Flask, settings: Settings) -> MailQueue:
+    """PASSWORD_RESET_LIMIT_ACCOUNT ("3 per hour"): reset mails per account within the window."""
+    try:
+        limit = parse_limit(settings.PASSWORD_RESET_LIMIT_ACCOUNT)
+    except ValueError:
+        raise ConfigError(
+            "PASSWORD_RESET_LIMIT_ACCOUNT: expected a limit such as '3 per hour', "
+            f"got {settings.PASSWORD_RESET_LIMIT_ACCOUNT!r}"
+        ) from None
+    return MailQueue(app, settings, limit.amount, limit.get_expiry())
 
 
 def build_throttle(settings: Settings) -> LoginThrottle:
@@ -188,20 +198,16 @@ def build_blueprint(limiter: Limiter, settings: Settings) -> Blueprint:
     @limiter.limit(settings.LOGIN_LIMIT_ADDRESS, key_func=lambda: "reset:" + (get_remote_address() or "?"))
     def request_reset() -> ResponseReturnValue:
         data = parse(json_body(), RESET_REQUEST)
+        # The same work whether or not the account exists (one queued row), so neither the answer nor its
+        # timing tells accounts apart; the queue looks the account up, limits and mails (mailqueue.py).
         session = db_session()
-        user = session.scalar(select(User).where(User.email == data["email"].lower()))
-        if user is not None and user.is_active:
-            token = new_token()
-            minutes = _settings().PASSWORD_RESET_TTL_MINUTES
-            session.add(
-                PasswordResetToken(
-                    token_hash=token_digest(token), user=user, expires_at=utcnow() + dt.timedelta(minutes=minutes)
-                )
-            )
-            session.commit()
-            _send_reset_mail(user, token, minutes)
-        # Same answer whether or not the account exists, so the endpoint cannot enumerate accounts.
-        return jsonify(status="If the account exists, a reset link has been sent."), 202
+        enqueue_password_reset(session, data["email"].lower())
+        session.commit()
+        response = jsonify(status="If the account exists, a reset link has been sent.")
+        # Wake the sender once the answer is out: started earlier, its work (more for a real account) competed
+        # with this request for the interpreter and showed in the answer's timing.
+        response.call_on_close(_mail_queue().wake)
+        return response, 202
 
     @bp.post("/password-reset/confirm")
     def confirm_reset() -> ResponseReturnValue:
@@ -222,21 +228,9 @@ def build_blueprint(limiter: Limiter, settings: Settings) -> Blueprint:
     return bp
 
 
-def _send_reset_mail(user: User, token: str, minutes: int) -> None:
-    settings = _settings()
-    link = f"{settings.PUBLIC_BASE_URL.rstrip('/')}/reset-password?token={token}"
-    body = (
-        f"Hola {user.full_name or user.email},\n\n"
-        f"Someone asked to reset the password of your Sistema Montero account.\n"
-        f"Use this link within {minutes} minutes (it works once):\n\n{link}\n\n"
-        f"Or send this token to POST /api/auth/password-reset/confirm:\n{token}\n\n"
-        "If it was not you, ignore this mail; your password stays the same.\n"
-    )
-    try:
-        send_mail(settings, user.email, "Sistema Montero: password reset", body)
-    except MailError as exc:
-        # The token is stored; the caller still gets 202 so the answer leaks nothing about accounts.
-        log.error("%s", exc)
+def _mail_queue() -> MailQueue:
+    queue: MailQueue = current_app.extensions["montero_mail_queue"]
+    return queue
 
 
 def _require_admin() -> None:

@@ -1,4 +1,4 @@
-"""Flask CLI commands: `flask --app wsgi create-admin`."""
+"""Flask CLI commands: `flask --app wsgi create-admin`, `flask --app wsgi prune`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from .database import get_db
+from .mailqueue import MailQueue
 from .models import User
 from .security import hash_password, password_problem
 from .validation import check_email
@@ -44,6 +45,20 @@ def register_commands(app: Flask) -> None:
                 f"database error: {reason} (is DATABASE_URL right and `alembic upgrade head` done?)"
             ) from None
         click.echo(f"admin account ready: {email}")
+
+    @app.cli.command("prune")
+    def prune() -> None:
+        """Delete login sessions and reset tokens dead for over a day (the app also does it hourly).
+
+        Example: flask --app wsgi prune
+        """
+        queue: MailQueue = app.extensions["montero_mail_queue"]
+        try:
+            counts = queue.prune()
+        except SQLAlchemyError as exc:
+            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+            raise click.ClickException(f"database error: {reason}") from None
+        click.echo(f"pruned {counts['sessions']} sessions and {counts['reset_tokens']} reset tokens")
 
 
 def _save_admin(email: str, password: str, full_name: str, update: bool) -> None:

@@ -101,6 +101,7 @@ class Settings:
     DEFAULT_RATE_LIMIT: str = "600 per minute"
     AUTH_TOKEN_TTL_HOURS: int = 12
     PASSWORD_RESET_TTL_MINUTES: int = 30
+    PASSWORD_RESET_LIMIT_ACCOUNT: str = "3 per hour"
     PUBLIC_BASE_URL: str = "http://localhost:5000"
     REGISTRATION_OPEN: bool = False
     TRUSTED_PROXY_COUNT: int = 0

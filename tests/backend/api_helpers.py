@@ -59,9 +59,14 @@ def run_alembic(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def row_counts(path: Path) -> dict[str, int]:
-    tables = ("users", "auth_sessions", "password_reset_tokens", "clients", "affiliations", "audit_log")
+    tables = ("users", "auth_sessions", "password_reset_tokens", "clients", "affiliations", "audit_log", "mail_jobs")
     with sqlite3.connect(path) as conn:
         return {t: conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in tables}
+
+
+def wait_queue_empty(path: Path, timeout: float = 20.0) -> None:
+    """Until the mail queue (table mail_jobs) has sent or dropped every job."""
+    wait_for(lambda: row_counts(path)["mail_jobs"] == 0, timeout=timeout, what="the mail queue to empty")
 
 
 def create_admin(app: Flask, email: str = ADMIN_EMAIL, password: str = ADMIN_PASSWORD) -> None:

@@ -106,14 +106,30 @@ def base_settings(db_path: Path, tmp_path: Path, redis_url: str, flush_redis: No
     }
 
 
+class ServerLikeClient(FlaskClient):
+    """Flask's client, but each response is read and closed before it is returned, as a WSGI server does: work
+    the app defers until the answer is out (response.call_on_close, the mail queue's wake-up) then happens."""
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("buffered", True)
+        return super().open(*args, **kwargs)
+
+
 @pytest.fixture
-def make_app(base_settings: dict[str, Any]) -> Callable[..., Flask]:
+def make_app(base_settings: dict[str, Any]) -> Iterator[Callable[..., Flask]]:
+    apps: list[Flask] = []
+
     def factory(**overrides: Any) -> Flask:
         app = create_app({**base_settings, **overrides})
         app.config["TESTING"] = True
+        app.test_client_class = ServerLikeClient
+        apps.append(app)
         return app
 
-    return factory
+    yield factory
+    # Each app's mail-queue thread must not outlive its test (and its temporary database).
+    for app in apps:
+        app.extensions["montero_mail_queue"].stop()
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import socket
 import time
@@ -69,9 +70,14 @@ def test_healthy_stack_then_redis_stopped_migrations_behind_and_corruption(stack
 
     # Migrations behind head: the code gains a migration (as after a `git pull`) that the
     # database has not had yet.
-    newer = stack_project.root / "backend" / "migrations" / "versions" / "9999_doctor_newer.py"
+    versions = stack_project.root / "backend" / "migrations" / "versions"
+    texts = [path.read_text() for path in versions.glob("*.py")]
+    revisions = {m.group(1) for t in texts if (m := re.search(r'^revision[^=]*= "(\w+)"', t, re.MULTILINE))}
+    parents = {m.group(1) for t in texts if (m := re.search(r'^down_revision[^=]*= "(\w+)"', t, re.MULTILINE))}
+    (head,) = revisions - parents
+    newer = versions / "9999_doctor_newer.py"
     newer.write_text(
-        '"""a newer migration"""\nrevision = "9999"\ndown_revision = "0001"\n\n\n'
+        f'"""a newer migration"""\nrevision = "9999"\ndown_revision = "{head}"\n\n\n'
         "def upgrade() -> None:\n    pass\n\n\ndef downgrade() -> None:\n    pass\n"
     )
     code, found, _ = doctor(stack_project)
