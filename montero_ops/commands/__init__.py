@@ -35,6 +35,7 @@ MODULES = [
     "doctor",
     "stats",
     "schedule",
+    "replication",
 ]
 
 
@@ -61,6 +62,7 @@ COMMANDS: dict[str, str] = {
     "doctor": "doctor",
     "stats": "stats",
     "schedule": "schedule",
+    "replication": "replication",
 }
 
 

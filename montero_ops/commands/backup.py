@@ -44,7 +44,11 @@ def _stack(ctx: typer.Context, what: str) -> Stack:
         from montero_ops.engine import Engine
 
         Engine().ping()
-        return ComposeStack(state.project(), state.client())
+        from montero_ops.services.stack import current_variant
+
+        # As started: a replicate service (Litestream holds the database) is stopped and started too.
+        project = current_variant(state.engine(check=False), state.project())
+        return ComposeStack(project, state.client(project))
     except DockerUnavailable as exc:
         if what != "sqlite":
             # Redis lives in a Docker volume: say what is needed, and what works without it.
@@ -261,31 +265,52 @@ def restore(
     ref: Annotated[str | None, typer.Argument(help="Backup ID or path.")] = None,
     latest: Annotated[bool, typer.Option("--latest", help="Use the newest backup of this project.")] = False,
     from_offsite: Annotated[bool, typer.Option("--from-offsite", help="Fetch it from the offsite repository first.")] = False,
+    to_time: Annotated[str | None, typer.Option(
+        "--to-time", help="Restore the database as it was at TIME from the Litestream replica: RFC 3339, '10m ago' "
+                          "or 'latest'.")] = None,
     yes: YesOption = False,
     folder: DirOption = None,
     json: JsonOption = False,
 ) -> None:
     """Restore a verified backup; a safety backup is taken first and put back on any failure.
 
+    With --to-time, the database comes from the replica (replicate profile) at that moment,
+    through the same checks, safety backup, swap and health-gated start.
+
     Example: montero restore all --latest --yes
     """
     from montero_ops.commands._common import locked
 
-    if not ref and not latest:
+    if to_time is not None:
+        if ref or latest or from_offsite:
+            raise UsageError("--to-time restores from the replica: do not name a backup, --latest or --from-offsite",
+                             hint="montero restore --to-time '10m ago' --yes")
+        if what not in (What.all, What.sqlite):
+            raise UsageError(f"--to-time restores the SQLite database, not {what.value} (the replica holds only it)",
+                             hint="montero restore sqlite --to-time TIME")
+        what = What.sqlite
+        from montero_ops.services.replication import parse_time
+
+        parse_time(to_time)  # a bad TIME is refused before the lock and before anything is fetched
+    elif not ref and not latest:
         raise UsageError("say which backup: an ID, a path, or --latest", hint="see `montero backups list`")
     with locked(ctx, "restore"):
-        _restore(ctx, what, ref, latest, from_offsite, yes, folder, json)
+        _restore(ctx, what, ref, latest, from_offsite, yes, folder, json, to_time)
 
 
 def _restore(ctx: typer.Context, what: What, ref: str | None, latest: bool, from_offsite: bool, yes: bool,
-             folder: Path | None, json: bool) -> None:
+             folder: Path | None, json: bool, to_time: str | None = None) -> None:
     from montero_ops.output import info, print_json, success
     from montero_ops.services.backups import find_backup, plan_restore, run_restore
 
     project = get_state(ctx).project()
     _refuse_sqlite_on_postgres(ctx, what)
     root = _backups_dir(ctx, folder)
-    if from_offsite:
+    if to_time is not None:
+        from montero_ops.commands.replication import fetch_for_restore as from_replica
+
+        path = from_replica(ctx, to_time, root)
+    elif from_offsite:
         from montero_ops.commands.offsite import fetch_for_restore
 
         path = fetch_for_restore(project, None if latest else ref, root)

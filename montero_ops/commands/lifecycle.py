@@ -61,6 +61,10 @@ def start_and_wait(state: State, project_profiles: list[str], build: bool, scale
     project = stack.with_profiles(state.project(), project_profiles)
     for path in extra_files:
         project = project.with_compose_files(path)
+    if stack.REPLICATE_PROFILE in project.profiles:
+        from montero_ops.services.replication import preflight
+
+        preflight(project)  # one red line now, not a replicate container restarting in a loop
     client = state.client(project)
     engine = state.engine()
     stack.prepare_dirs(project)
@@ -93,7 +97,7 @@ def up(
     build: Annotated[bool, typer.Option("--build", help="Build images before starting.")] = False,
     profile: Annotated[
         list[str] | None,
-        typer.Option("--profile", help="Enable a compose profile (production adds nginx, postgres PostgreSQL, monitoring Prometheus). Repeatable."),
+        typer.Option("--profile", help="Enable a compose profile (production adds nginx, postgres PostgreSQL, monitoring Prometheus, replicate Litestream). Repeatable."),
     ] = None,
     scale: Annotated[list[str] | None, typer.Option("--scale", help="SERVICE=N replicas. Repeatable.")] = None,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Do not wait for healthchecks.")] = False,

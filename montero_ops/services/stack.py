@@ -31,6 +31,9 @@ MONITORING_PROFILE = "monitoring"
 MONITORING_FILE = "compose.monitoring.yml"
 MONITORING_SERVICES = frozenset({"prometheus", "redis-exporter", "nginx-exporter", "blackbox-exporter",
                                  "backup-exporter"})
+REPLICATE_PROFILE = "replicate"
+REPLICATE_FILE = "compose.replicate.yml"
+REPLICATE_SERVICES = frozenset({"replicate"})
 LOG_LINES = 30
 RESTARTS_BEFORE_FAILING = 2
 # Module-level so tests can replace time without touching the global time module.
@@ -52,6 +55,10 @@ def with_profiles(project: Project, profiles: list[str]) -> Project:
     mon_file = project.root / "docker" / MONITORING_FILE
     if MONITORING_PROFILE in variant.profiles and mon_file.is_file() and mon_file not in variant.compose_files:
         variant = variant.with_compose_files(mon_file)
+    # `replicate` layers docker/compose.replicate.yml (Litestream streaming the SQLite WAL offsite).
+    rep_file = project.root / "docker" / REPLICATE_FILE
+    if REPLICATE_PROFILE in variant.profiles and rep_file.is_file() and rep_file not in variant.compose_files:
+        variant = variant.with_compose_files(rep_file)
     return variant
 
 
@@ -68,9 +75,10 @@ def current_variant(engine: Engine, project: Project) -> Project:
     if not extra:
         return project
     # postgres running means the app was started on it: keep that file, or the app is recreated on SQLite.
-    profiles = [PRODUCTION_PROFILE] if extra - {POSTGRES_PROFILE} - MONITORING_SERVICES else []
+    profiles = [PRODUCTION_PROFILE] if extra - {POSTGRES_PROFILE} - MONITORING_SERVICES - REPLICATE_SERVICES else []
     profiles += [POSTGRES_PROFILE] if POSTGRES_PROFILE in extra else []
     profiles += [MONITORING_PROFILE] if extra & MONITORING_SERVICES else []
+    profiles += [REPLICATE_PROFILE] if extra & REPLICATE_SERVICES else []
     return with_profiles(project, profiles)
 
 

@@ -137,6 +137,8 @@ def run_restore(
             raise
         journal.step("safety-backup", safety_backup=safety[0].name)
     to_stop = (["app"] if app_running else []) + (["redis"] if redis_running else [])
+    # Litestream (replicate profile) holds the database open: it stops with the app, starts after it.
+    to_stop += ["replicate"] if "sqlite" in plan.what and stack.running("replicate") else []
     notes: list[str] = []
     try:
         _put_data(plan.folder, plan.manifest, plan, stack, to_stop, aof, progress, journal, "backup")
@@ -239,7 +241,7 @@ def _put_data(folder: Path, manifest: Manifest, plan: RestorePlan, stack: Stack,
 
 def _start(stack: Stack, to_stop: list[str], progress: Progress, journal: RestoreJournal) -> None:
     if to_stop:
-        start: list[str] = [s for s in ("redis", "app") if s in to_stop]
+        start: list[str] = [s for s in ("redis", "app", "replicate") if s in to_stop]
         progress(f"starting {', '.join(start)} and waiting until healthy")
         journal.step("starting")
         stack.start(start)

@@ -29,6 +29,7 @@ from montero_ops.services.doctor.locking import check_locking
 from montero_ops.services.doctor.monitoring import check_monitoring
 from montero_ops.services.doctor.ports import check_ports
 from montero_ops.services.doctor.production import check_production
+from montero_ops.services.doctor.replication import check_replication
 from montero_ops.services.doctor.restore import check_restore
 from montero_ops.services.doctor.schedule import check_schedule
 
@@ -59,6 +60,7 @@ CHECKS: list[Check] = [
     Check("prod", check_production),
     Check("schedule", check_schedule),
     Check("monitoring.alerts", check_monitoring, needs_docker=True),
+    Check("replication", check_replication, needs_docker=True),
 ]
 
 
