@@ -166,7 +166,8 @@ def run(tgt: ReplicaTarget, db: Path, *args: str, timeout: float = 600) -> str:
         try:
             proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
         except subprocess.TimeoutExpired as exc:
-            raise ReplicationError(f"the S3 target {tgt.shown} did not answer within {timeout:.0f} s",
+            # Litestream's S3 client retries a refused connection without end: the bound is ours.
+            raise ReplicationError(f"the S3 target {tgt.shown} is unreachable (no answer within {timeout:.0f} s)",
                                    hint="check the server and the network; nothing local was changed") from exc
     if proc.returncode != 0:
         raise _explain(tgt, proc.stderr or proc.stdout)
@@ -180,7 +181,7 @@ class ReplicaPosition:
     files: int
 
 
-def replica_position(tgt: ReplicaTarget, db: Path, timeout: float = 20) -> ReplicaPosition | None:
+def replica_position(tgt: ReplicaTarget, db: Path, timeout: float = 10) -> ReplicaPosition | None:
     """The newest transaction on the replica (every compaction level), or None when there is none."""
     out = run(tgt, db, "ltx", "-json", "-level", "all", str(db), timeout=timeout)
     files: list[dict[str, Any]] = json.loads(out or "[]") or []
