@@ -158,8 +158,17 @@ def list_cmd(ctx: typer.Context, folder: DirOption = None, offsite: OffsiteOptio
         return list_offsite(get_state(ctx).project(), json)
     from montero_ops.output import print_json
     from montero_ops.services.backups import list_backups
+    from montero_ops.services.backups.manifest import partial_backups
 
-    refs = list_backups(_backups_dir(ctx, folder))
+    root = _backups_dir(ctx, folder)
+    refs = list_backups(root)
+    partials = partial_backups(root)
+    if partials:
+        # Left by backups that were killed (or one running now): not backups, but they take space.
+        total = sum(p.size for p in partials) / 1024 / 1024
+        typer.echo(f"{len(partials)} unfinished backup folder(s), {total:.1f} MB: "
+                   f"{', '.join(p.path.name for p in partials)} (`montero backups prune` removes those older than an hour)",
+                   err=True)
     rows: list[dict[str, Any]] = [
         {"id": r.id, "path": str(r.path), "created_at": r.manifest.created_at if r.manifest else None,
          "project": r.manifest.project if r.manifest else None,
@@ -203,7 +212,10 @@ def verify_cmd(
     from montero_ops.services.backups import find_backup, list_backups, verify_backup
 
     root = _backups_dir(ctx, folder)
-    paths = [r.path for r in list_backups(root)] if all_ else [find_backup(root, ref, latest=ref is None)]
+    project = get_state(ctx).project().name
+    # Without an ID: the same backup `restore --latest` would use (this project's newest, no safety backup).
+    paths = [r.path for r in list_backups(root)] if all_ else [find_backup(root, ref, latest=ref is None,
+                                                                           project=project)]
     if not paths:
         # Nothing verified is not "all verified": the same answer as without --all.
         raise UsageError(f"no backups in {root}", hint="make one with `montero backup`")
@@ -315,7 +327,15 @@ def _restore(ctx: typer.Context, what: What, ref: str | None, latest: bool, from
 
         path = fetch_for_restore(project, None if latest else ref, root)
     else:
-        path = find_backup(root, ref, latest=latest, project=project.name)
+        from montero_ops.services.backups.create import normalize_what
+        from montero_ops.services.backups.manifest import is_regular, list_backups
+
+        needs = normalize_what(what.value)
+        path = find_backup(root, ref, latest=latest, project=project.name, needs=needs)
+        newest = [r for r in list_backups(root) if is_regular(r, project.name)]
+        if latest and newest and newest[-1].path != path:
+            info(f"using {path.name}, the newest backup holding {'+'.join(needs)} "
+                 f"(the newest, {newest[-1].id}, holds {'+'.join(newest[-1].manifest.contents if newest[-1].manifest else [])})")
     if what is What.postgres:
         from montero_ops.services import backup_postgres
 

@@ -26,13 +26,13 @@ def version(ctx: typer.Context, json: JsonOption = False) -> None:
     if json:
         print_json(result.to_dict())
         return
-    for label, value in (
-        ("montero", result.montero),
-        ("Docker client", result.docker_client),
-        ("Docker server", result.docker_server),
-        ("Compose", result.compose),
+    for label, value, missing in (
+        ("montero", result.montero, "not available"),
+        ("Docker client", result.docker_client, "not installed"),
+        ("Docker server", result.docker_server, "not reachable" if result.docker_client else "not available"),
+        ("Compose", result.compose, "not available"),
     ):
-        typer.echo(f"{label + ':':15} {value or 'not available'}")
+        typer.echo(f"{label + ':':15} {value or missing}")
 
 
 def register(app: typer.Typer) -> None:

@@ -32,9 +32,27 @@ def versions(client: DockerClient) -> Versions:
         client_v = info.client.version if info.client else None
         server_v = info.server.version if info.server else None
     except Exception:  # noqa: BLE001
-        client_v = client_v or None
+        # `docker version` fails as a whole when only the daemon is unreachable; the client
+        # still knows its own version.
+        client_v = _client_only(client)
     try:
         compose_v = client.compose.version().removeprefix("Docker Compose version ").strip()
     except Exception:  # noqa: BLE001
         compose_v = None
     return Versions(__version__, client_v, server_v, compose_v)
+
+
+def _client_only(client: DockerClient) -> str | None:
+    import shutil
+    import subprocess
+
+    call = list(getattr(client.client_config, "client_call", None) or ["docker"])
+    if not shutil.which(call[0]):
+        return None
+    try:
+        proc = subprocess.run([*call, "version", "--format", "{{.Client.Version}}"], capture_output=True, text=True,
+                              timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    first = (proc.stdout or "").strip().splitlines()
+    return first[0].strip() if first and first[0].strip() else None

@@ -163,16 +163,33 @@ def partial_backups(backups_dir: Path) -> list[Partial]:
     return found
 
 
-def find_backup(backups_dir: Path, ref: str | None, latest: bool = False, project: str | None = None) -> Path:
-    """A backup folder from an ID (folder name, or unique prefix), a PATH, or --latest."""
+def is_regular(ref: BackupRef, project: str | None = None) -> bool:
+    """A complete backup someone made (not a restore's safety backup), of `project` if given."""
+    m = ref.manifest
+    return m is not None and m.label != "safety" and (project is None or m.project == project)
+
+
+def latest_backup(backups_dir: Path, project: str | None = None, needs: list[str] | None = None) -> BackupRef:
+    """What `--latest` means in every command: the newest regular backup of the project that
+    holds every part asked for (an older complete one beats a newer sqlite-only one)."""
+    regular = [r for r in list_backups(backups_dir) if is_regular(r, project)]
+    if not regular:
+        whose = f" of project {project}" if project else ""
+        raise UsageError(f"no backups{whose} in {backups_dir}", hint="make one with `montero backup`")
+    holding = [r for r in regular if r.manifest and all(w in r.manifest.contents for w in needs or [])]
+    if not holding:
+        raise UsageError(f"no backup in {backups_dir} holds {'+'.join(needs or [])} (the newest, {regular[-1].id}, "
+                         f"holds {'+'.join(regular[-1].manifest.contents if regular[-1].manifest else [])})",
+                         hint="restore the parts it holds (e.g. `montero restore sqlite --latest`), or `montero backup`")
+    return holding[-1]
+
+
+def find_backup(backups_dir: Path, ref: str | None, latest: bool = False, project: str | None = None,
+                needs: list[str] | None = None) -> Path:
+    """A backup folder from an ID (folder name, or unique prefix), a PATH, or --latest
+    (latest_backup: the newest regular one of `project` holding `needs`)."""
     if latest or not ref:
-        candidates = [
-            r for r in list_backups(backups_dir)
-            if r.manifest and (project is None or r.manifest.project == project) and r.manifest.label != "safety"
-        ]
-        if not candidates:
-            raise UsageError(f"no backups in {backups_dir}", hint="make one with `montero backup`")
-        return candidates[-1].path
+        return latest_backup(backups_dir, project, needs).path
     as_path = Path(ref).expanduser()
     if as_path.is_dir() and (os.sep in ref or as_path.is_absolute() or not (backups_dir / ref).exists()):
         return as_path.resolve()

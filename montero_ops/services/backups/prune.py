@@ -42,16 +42,27 @@ def plan_prune(backups_dir: Path, keep: int, older_than: str | None = None, now:
         raise UsageError("--keep must be 0 or more")
     refs = list_backups(backups_dir)
     newest_first = list(reversed(refs))
-    protected = next((r for r in newest_first if r.manifest and verify_backup(r.path).ok), None)
+    # Safety backups (taken by a restore) are not counted in --keep: they would push out the
+    # regular backups, and --latest never picks them. The newest one (the undo of the last
+    # restore) is always kept; older ones go only with --older-than.
+    safety = [r for r in newest_first if r.manifest is not None and r.manifest.label == "safety"]
+    regular = [r for r in newest_first if r not in safety]
+    protected = next((r for r in regular if r.manifest and verify_backup(r.path).ok), None)
     cutoff = (now or utc_now()) - parse_age(older_than) if older_than else None
-    delete, kept = [], []
-    for index, ref in enumerate(newest_first):
-        old_enough = cutoff is None or (ref.manifest is not None and ref.manifest.created < cutoff) or (
-            ref.manifest is None and datetime.fromtimestamp(ref.path.stat().st_mtime, cutoff.tzinfo) < cutoff)
-        if index >= keep and old_enough and ref is not protected:
-            delete.append(ref)
-        else:
-            kept.append(ref)
+
+    def old_enough(ref: BackupRef) -> bool:
+        if cutoff is None:
+            return True
+        if ref.manifest is not None:
+            return ref.manifest.created < cutoff
+        return datetime.fromtimestamp(ref.path.stat().st_mtime, cutoff.tzinfo) < cutoff
+
+    delete: list[BackupRef] = []
+    kept: list[BackupRef] = []
+    for index, ref in enumerate(regular):
+        (delete if index >= keep and old_enough(ref) and ref is not protected else kept).append(ref)
+    for index, ref in enumerate(safety):
+        (delete if index >= 1 and cutoff is not None and old_enough(ref) else kept).append(ref)
     # Unfinished backups older than an hour cannot belong to a backup still running.
     hour_ago = time.time() - 3600
     partials = sorted(p for p in backups_dir.glob(".partial-*") if p.is_dir() and p.stat().st_mtime < hour_ago) \

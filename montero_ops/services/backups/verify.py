@@ -9,7 +9,7 @@ from typing import Any
 
 from montero_ops.errors import UsageError
 from montero_ops.services.backups import sqlite_db
-from montero_ops.services.backups.manifest import Manifest, read_manifest, sha256_file
+from montero_ops.services.backups.manifest import MANIFEST, Manifest, read_manifest, sha256_file
 from montero_ops.services.backups.redis_data import looks_like_rdb
 
 DAMAGED_HINT = "pick another backup (`montero backups list`), or check them all: `montero backups verify --all`"
@@ -50,6 +50,12 @@ def verify_backup(folder: Path) -> VerifyResult:
             problems += _check_sqlite(path, entry.compression == "gzip", manifest)
         if entry.role == "redis-rdb" and not looks_like_rdb(path):
             problems.append(f"{entry.name} is not a Redis RDB file")
+    # A file the manifest does not list is not part of the backup: added, or left by something else.
+    listed = {entry.name for entry in manifest.files} | {MANIFEST}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        name = str(path.relative_to(folder))
+        if name not in listed:
+            problems.append(f"{name} is not listed in the manifest (an extra file)")
     for kind in manifest.contents:
         if kind == "sqlite" and (manifest.file("sqlite") is None or manifest.sqlite is None):
             problems.append("manifest lists sqlite but describes no database file")
