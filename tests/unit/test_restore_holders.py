@@ -136,9 +136,11 @@ def test_verify_all_without_backups_says_so(cli: Callable[..., Result], shop: Pa
 
 def test_restore_latest_defaults_to_all_as_the_readme_says(cli: Callable[..., Result], shop: Path) -> None:  # noqa: F811
     """`montero restore --latest` (README) used to exit 2 asking for WHAT; now WHAT is `all`.
-    Here the newest backup holds only SQLite, so `all` is refused for what it lacks."""
+    Here the only backup holds only SQLite, so `all` is refused for what it lacks (point 10: and
+    the line says what the newest one holds)."""
     made = backup(cli)
     result = cli("restore", "--latest", "--yes")
     assert "Missing argument" not in result.stderr
     assert result.exit_code == 2, result.stderr
-    assert result.stderr.splitlines()[0] == f"Error: backup {made} holds sqlite, not redis"
+    assert result.stderr.splitlines()[0] == (f"Error: no backup in {shop / 'backups'} holds sqlite+redis "
+                                             f"(the newest, {made}, holds sqlite)")
