@@ -8,7 +8,7 @@
 #   4. redis-server on the host (the backend tests start their own)
 #   5. ./data and ./logs writable by uid 1000 (the app's user), and .env
 #   5b. day-two tools the features and their tests drive for real (Debian packages):
-#      restic, Pebble, certbot, docker-registry, Prometheus and exporters, openssh-server,
+#      restic, Pebble (+ pebble-challtestsrv, its mock DNS), certbot, docker-registry, Prometheus and exporters, openssh-server,
 #      cron, sqlite3, tmux, iproute2/iptables (the multi-node cluster)
 #   6. base images: pulled, or built locally when no registry answers
 #      (scripts/bootstrap-images.sh), in which case .env gets
@@ -194,7 +194,7 @@ setup_project_files() {
 # ---------------------------------------------------------------- 5b. day-two tools
 # command -> Debian package; only the missing ones are installed, in one apt-get call.
 DAY_TWO_TOOLS=(
-    restic:restic pebble:pebble certbot:certbot docker-registry:docker-registry
+    restic:restic pebble:pebble pebble-challtestsrv:pebble certbot:certbot docker-registry:docker-registry
     prometheus:prometheus prometheus-nginx-exporter:prometheus-nginx-exporter
     prometheus-redis-exporter:prometheus-redis-exporter sshd:openssh-server
     cron:cron sqlite3:sqlite3 tmux:tmux ip:iproute2 iptables:iptables nsenter:util-linux
