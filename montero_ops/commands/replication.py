@@ -66,10 +66,15 @@ def fetch_for_restore(ctx: typer.Context, to_time: str, backups_dir: Path) -> Pa
     from montero_ops.services import replication
     from montero_ops.services.backups import sqlite_db
 
+    from montero_ops.services.stack import prepare_dirs
+
     project = get_state(ctx).project()
     when = replication.parse_time(to_time)
-    return replication.fetch_point_in_time(project, sqlite_db.database_path(project), when, backups_dir,
+    path = replication.fetch_point_in_time(project, sqlite_db.database_path(project), when, backups_dir,
                                            progress=info)
+    # A lost host has no ./data: create it as `montero up` does (uid 1000), so the swap has a folder.
+    prepare_dirs(project)
+    return path
 
 
 def register(app: typer.Typer) -> None:

@@ -149,6 +149,18 @@ class Rig:
             os.environ.update(env_before)
         return names_in(out)
 
+    def assert_replicated(self, names: set[str], tmp: Path, timeout: float = 30) -> None:
+        """Every name reaches the replica: the last second of writes may still be on its way
+        (Litestream reads the WAL once a second), so ask again until the bound."""
+        deadline = time.monotonic() + timeout
+        while True:
+            missing = names - self.replica_names(tmp)
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{len(missing)} committed rows never reached the replica: {sorted(missing)[:5]}")
+            time.sleep(1)
+
     @property
     def db(self) -> Path:
         return self.stack.root / "data" / "mi_sistema.db"
@@ -206,21 +218,25 @@ def test_lag_stays_under_5s_while_writing(rig: Rig, tmp_path: Path) -> None:
     writers = Writers(rig.base, rig.token, threads=2).start("lag")
     lags: list[float] = []
     try:
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             code, st = rig.status()
             assert code == 0 and st["service"] == "healthy", st
             lags.append(float(st["lag_seconds"]))
             time.sleep(1)
+        # A backup while Litestream replicates and the writers write: consistent, verified.
+        made = rig.montero("backup", "sqlite", "--json", timeout=300)
+        assert made.returncode == 0, made.stderr[-2000:]
+        assert rig.montero("backups", "verify", json.loads(made.stdout)["id"], timeout=300).returncode == 0
     finally:
         writers.stop()
-    rate = len(writers.committed) / 15
+    rate = len(writers.committed) / 10
     print(f"replication lag under {rate:.0f} writes/s: max {max(lags):.1f} s, median {statistics.median(lags):.1f} s "
           f"over {len(lags)} samples")
     assert not writers.failures, writers.failures[:5]
-    assert len(writers.committed) > 30 and max(lags) < 5, (len(writers.committed), lags)
+    assert len(writers.committed) > 20 and max(lags) < 5, (len(writers.committed), lags)
     rig.wait_synced()
-    assert {n for n, _ in writers.committed} <= rig.replica_names(tmp_path)
+    rig.assert_replicated({n for n, _ in writers.committed}, tmp_path)
     # doctor agrees.
     doctor = json.loads(rig.montero("doctor", "--json", timeout=180).stdout)
     found = [f for f in doctor if f["id"].startswith("replication.")]
@@ -289,7 +305,7 @@ def test_s3_down_30s_app_serves_status_errors_then_catches_up(rig: Rig, tmp_path
     assert not writers.failures, writers.failures[:5]  # the app kept serving every write
     assert len(writers.committed) > 50
     rig.wait_synced()
-    assert {n for n, _ in writers.committed} <= rig.replica_names(tmp_path)
+    rig.assert_replicated({n for n, _ in writers.committed}, tmp_path)
     # The replicate service stopped while its profile is on: doctor fails.
     container = f"{rig.stack.name}-replicate-1"
     subprocess.run(["docker", "stop", "-t", "5", container], check=True, capture_output=True, timeout=60)
