@@ -375,7 +375,7 @@ def test_figure_recovery_point_and_write_cost(rig: Rig, tmp_path: Path) -> None:
     # and the committed rows it lacks say how many seconds of writes would be gone.
     lost: list[float] = []
     for i in range(6):
-        w = Writers(rig.base, rig.token, rate=25, threads=4).start(f"rpo{i}")
+        w = Writers(rig.base, rig.token, rate=17, threads=6).start(f"rpo{i}")
         time.sleep(6)
         loss = time.time()
         present = rig.replica_names(tmp_path)
