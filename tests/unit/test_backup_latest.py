@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,6 +46,8 @@ def test_older_safety_backups_go_only_with_older_than(cli: Callable[..., Result]
     safety = [i for i, label in listed(cli) if label == "safety"]
     assert len(safety) == 2
     assert json.loads(cli("backups", "prune", "--keep", "0", "--yes", "--json").stdout)["delete"] == []
+    # Backups are stamped to the second: "--older-than 0h" means an earlier second than now.
+    time.sleep(1.05)
     plan = json.loads(cli("backups", "prune", "--keep", "0", "--older-than", "0h", "--yes", "--json").stdout)
     assert plan["delete"] == [safety[0]]  # the newest safety backup (undo of the last restore) stays
 
