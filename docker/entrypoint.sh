@@ -69,9 +69,22 @@ esac
 
 log "migrating the database (alembic upgrade head)"
 cd /app
-if ! flock -w "${MIGRATE_LOCK_TIMEOUT:-300}" "$DATA_DIR/.migrate.lock" alembic upgrade head; then
-    log "ERROR: the migration failed (see the lines above); not starting the app"
-    exit 1
+# A database at a revision this release does not know was migrated by a newer release: this
+# one is a rollback (`montero rollback`) and runs on the expanded schema (migrations are
+# expand/contract, docs/releases.md). Any other failure stops the start.
+if ! migrated=$(flock -w "${MIGRATE_LOCK_TIMEOUT:-300}" "$DATA_DIR/.migrate.lock" alembic upgrade head 2>&1); then
+    printf '%s\n' "$migrated" >&2
+    case "$migrated" in
+        *"Can't locate revision identified by"*)
+            log "the database was migrated by a newer release; this one runs on that schema without migrating"
+            ;;
+        *)
+            log "ERROR: the migration failed (see the lines above); not starting the app"
+            exit 1
+            ;;
+    esac
+else
+    [ -z "$migrated" ] || printf '%s\n' "$migrated" >&2
 fi
 
 exec gunicorn -c gunicorn.conf.py wsgi:app

@@ -1,12 +1,12 @@
 """Rolling restart of a scaled service behind nginx, one replica at a time, without dropping requests.
 
 For each old replica: start one more (`compose up --scale app=N+1 --no-recreate --no-deps`),
-wait until it is healthy, give nginx time to re-resolve `app` (its resolver caches Docker's
-DNS answer for `valid=5s`, see docker/nginx/nginx.conf), then stop the old one gracefully
-(gunicorn finishes its in-flight requests on SIGTERM) and remove it. Before the stop, nginx is
-pinned to the other replicas (`montero-nginx pin`, a graceful reload): a replica shutting down
-would reset connections still queued on its socket, and nginx never replays a POST that was
-sent, so no new request may reach it. After the removal nginx goes back to Docker's DNS.
+wait until it is healthy, then stop the old one gracefully (gunicorn finishes its in-flight
+requests on SIGTERM) and remove it. Before the stop, nginx is pinned to the other replicas, the
+new one included (`montero-nginx pin`, a graceful reload): a replica shutting down would reset
+connections still queued on its socket, and nginx never replays a POST that was sent, so no new
+request may reach it. After the removal nginx goes back to Docker's DNS. Without nginx (replicas
+published directly) there is nothing to pin: the step waits `dns_grace` instead.
 
 While a replacement starts and until it is healthy, nginx is pinned to the replicas already
 serving, so a replica that never gets healthy (a release that fails at import, crash-looping
@@ -98,21 +98,35 @@ def rolling_restart(
     stop_timeout: int = 30,
     progress: Progress = lambda _msg: None,
     engine: Engine | None = None,
+    check: Callable[[], None] | None = None,
+    only: set[str] | None = None,
 ) -> RollingResult:
+    """Replace the service's replicas (or only those whose ids are in `only`) one at a time.
+
+    `check` runs once a replacement is healthy and again after each old replica is gone; it may
+    raise to stop (a deploy's probe stream that saw an error). A failure while a replacement is
+    starting, or in `check` before the old replica was retired, undoes that step (`_undo_step`)
+    and raises `ReplicaFailed` with the replacement's last log lines and health-probe output.
+    """
     engine = engine or Engine()
-    old = replicas(engine, project.name, service)
-    if not old:
+    running = replicas(engine, project.name, service)
+    if not running:
         raise StackNotRunning(service)
     if dns_grace < 0 or timeout <= 0:
         raise UsageError("--timeout must be positive and the DNS grace not negative")
-    count = len(old)
+    old = [c for c in running if only is None or c["Id"] in only]
+    count = len(running)
+    total = len(old)
     result = RollingResult(service=service)
-    previous = _image_of(engine, old[0]["Id"])
+    # The image the old replicas run is what a failed step points the tag back at. A deploy
+    # moves the tag to the new release before calling this, so it is read from the replicas.
+    previous = _image_of(engine, old[0]["Id"]) if old else ("", "")
     proxy = _nginx(engine, project.name)
     for index, victim in enumerate(old, start=1):
         known = {c["Id"] for c in replicas(engine, project.name, service, running_only=False)}
         serving = replicas(engine, project.name, service)
-        progress(f"[{index}/{count}] starting a replacement for {_name(victim)}")
+        progress(f"[{index}/{total}] starting a replacement for {_name(victim)}")
+        failing: tuple[str, str, tuple[list[str], list[str]]] = ("", "", ([], []))
         if proxy:  # no request reaches the replacement before it is healthy
             _nginx_script(client, proxy, "pin", *[a for c in serving for a in _addresses(engine, c["Id"], proxy)])
             time.sleep(PIN_SETTLE_S)
@@ -123,20 +137,69 @@ def rolling_restart(
             if not fresh:
                 raise CommandFailed(f"compose started no new '{service}' replica", hint="run `montero ps` to see why")
             new = fresh[-1]
-            wait_healthy(engine, new["Id"], timeout)
+            try:
+                wait_healthy(engine, new["Id"], timeout)
+                if check:
+                    check()
+            except BaseException:
+                failing = (new["Id"], _name(new), evidence(engine, new["Id"]))  # before _undo_step removes it
+                raise
         except BaseException as exc:
             _undo_step(client, engine, project, service, known, previous, proxy, progress)
             if isinstance(exc, CommandFailed):
-                raise CommandFailed(f"{exc.message}; the step was undone", hint=exc.hint) from exc
+                cid, name, (logs, probes) = failing
+                raise ReplicaFailed(f"{exc.message}; the step was undone", exc.hint, cid, name, logs,
+                                    probes) from exc
             raise
-        if proxy:
-            _nginx_script(client, proxy, "unpin")
         result.started.append(_name(new))
-        progress(f"[{index}/{count}] {_name(new)} is healthy; waiting {dns_grace:.0f}s for nginx to see it")
-        time.sleep(dns_grace)
-        retire(client, engine, project, service, [victim], stop_timeout, _prefixed(progress, f"[{index}/{count}] "))
+        if proxy:
+            # nginx is still pinned to the serving replicas: retire() pins it to every replica but
+            # the old one, the new one included, in one graceful reload. No DNS wait (a reload starts
+            # workers with an empty resolver cache) and one reload fewer per step: each reload
+            # closes idle keep-alive client connections (docs/releases.md).
+            progress(f"[{index}/{total}] {_name(new)} is healthy; nginx moves to it")
+        else:
+            progress(f"[{index}/{total}] {_name(new)} is healthy; waiting {dns_grace:.0f}s for nginx to see it")
+            time.sleep(dns_grace)
+        retire(client, engine, project, service, [victim], stop_timeout, _prefixed(progress, f"[{index}/{total}] "))
         result.replaced.append(_name(victim))
+        if check:
+            check()
     return result
+
+
+class ReplicaFailed(CommandFailed):
+    """A rolling step failed and was undone; carries what the failing replica said."""
+
+    def __init__(self, message: str, hint: str | None, container_id: str = "", name: str = "",
+                 logs: list[str] | None = None, probes: list[str] | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.container_id = container_id
+        self.name = name
+        self.logs = logs or []
+        self.probes = probes or []
+
+
+EVIDENCE_LINES = 30
+
+
+def evidence(engine: Engine, container_id: str) -> tuple[list[str], list[str]]:
+    """The replica's last log lines and health-probe outputs (best effort: it may be gone)."""
+    from montero_ops.errors import MonteroError
+    from montero_ops.services.status import health_log
+
+    try:
+        logs = [ln for ln in engine.logs_tail(container_id, EVIDENCE_LINES).splitlines() if ln.strip()]
+    except MonteroError:
+        logs = []
+    probes: list[str] = []
+    try:
+        for probe in health_log(engine, container_id)[-3:]:
+            lines = [ln.strip() for ln in str(probe.get("Output", "")).splitlines() if ln.strip()]
+            probes.append(f"exit {probe.get('ExitCode')}: {lines[-1][:300] if lines else ''}".rstrip())
+    except MonteroError:
+        probes = []
+    return logs[-EVIDENCE_LINES:], probes
 
 
 def _image_of(engine: Engine, container_id: str) -> tuple[str, str]:

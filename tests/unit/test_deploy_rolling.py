@@ -27,6 +27,9 @@ class FakeEngine:
     def project_containers(self, project: str, all: bool = True) -> list[dict[str, Any]]:
         return list(self.containers.values())
 
+    def logs_tail(self, cid: str, lines: int = 50) -> str:
+        return f"log of {cid}\n"
+
     def inspect(self, cid: str) -> dict[str, Any]:
         c = self.containers[cid]
         return {"State": {"Running": True, "Health": {"Status": c["health"]}}, "Image": c.get("image", ""),
@@ -138,3 +141,76 @@ def test_a_failed_step_keeps_nginx_off_the_new_replica_and_restores_the_image_ta
         ("exec", "n1", ["unpin"]),
     ]
     client.container.stop.assert_not_called()
+
+
+def test_a_failed_step_carries_the_replicas_evidence(project: Project) -> None:
+    """Issue 14.4: the failing replica's last log lines and health output are read before it is removed."""
+    engine = FakeEngine()
+    engine.add("a1", "app", 1, "10.0.0.1")
+    client = mock.MagicMock()
+    client.compose.up.side_effect = lambda **kw: engine.add("a2", "app", 2, "10.0.0.2", health="unhealthy")
+    with pytest.raises(rolling.ReplicaFailed) as failed:
+        rolling.rolling_restart(client, project, engine=engine, timeout=5)  # type: ignore[arg-type]
+    assert failed.value.container_id == "a2" and failed.value.name == "proj-app-a2"
+    assert failed.value.logs == ["log of a2"]
+    assert "undone" in failed.value.message
+
+
+def test_only_replaces_the_named_replicas_and_check_runs_after_each_step(
+        project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rolling, "PIN_SETTLE_S", 0)
+    engine = FakeEngine()
+    for i, cid in enumerate(["a1", "a2", "a3"]):
+        engine.add(cid, "app", 10 + i, f"10.0.0.{i + 1}")
+    client = mock.MagicMock()
+    fresh = iter(["b1", "b2"])
+    client.compose.up.side_effect = lambda **kw: engine.add(next(fresh), "app", 20, "10.0.0.7")
+    client.container.remove.side_effect = lambda cid, force: engine.containers.pop(cid)
+    checks: list[set[str]] = []
+    result = rolling.rolling_restart(client, project, engine=engine, dns_grace=0,  # type: ignore[arg-type]
+                                     only={"a1", "a3"}, check=lambda: checks.append(set(engine.containers)))
+    assert result.replaced == ["proj-app-a1", "proj-app-a3"]
+    assert set(engine.containers) == {"a2", "b1", "b2"}
+    # Once the replacement is healthy, and again once the old replica is gone.
+    assert checks == [{"a1", "a2", "a3", "b1"}, {"a2", "a3", "b1"}, {"a2", "a3", "b1", "b2"}, {"a2", "b1", "b2"}]
+    assert client.compose.up.call_args.kwargs["scales"] == {"app": 4}  # the full count + 1, not len(only) + 1
+
+
+def test_a_check_that_fails_while_the_replacement_is_pinned_out_undoes_the_step(project: Project) -> None:
+    engine = FakeEngine()
+    engine.add("a1", "app", 1, "10.0.0.1")
+    client = mock.MagicMock()
+    client.compose.up.side_effect = lambda **kw: engine.add("a2", "app", 2, "10.0.0.2")
+
+    def check() -> None:
+        from montero_ops.errors import CommandFailed
+
+        raise CommandFailed("the probe saw HTTP 502")
+
+    with pytest.raises(rolling.ReplicaFailed, match="HTTP 502; the step was undone"):
+        rolling.rolling_restart(client, project, engine=engine, dns_grace=0, check=check)  # type: ignore[arg-type]
+    client.container.remove.assert_called_once_with("a2", force=True)
+    client.container.stop.assert_not_called()
+
+
+def test_a_step_behind_nginx_moves_it_to_the_new_replica_in_one_reload(
+        project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pin(serving) -> start -> healthy -> pin(every replica but the old one, the new one included)
+    -> stop -> unpin: no DNS wait, three reloads per step (each reload closes idle keep-alive connections)."""
+    monkeypatch.setattr(rolling, "PIN_SETTLE_S", 0)
+    slept: list[float] = []
+    monkeypatch.setattr(rolling.time, "sleep", slept.append)
+    engine = FakeEngine()
+    engine.add("n1", "nginx", 1, "10.0.0.9")
+    engine.add("a1", "app", 10, "10.0.0.1")
+    engine.add("a2", "app", 11, "10.0.0.2")
+    client = mock.MagicMock()
+    calls: list[Any] = []
+    client.container.execute.side_effect = lambda cid, cmd: calls.append(cmd[2:])
+    client.compose.up.side_effect = lambda **kw: (calls.append(["up"]), engine.add("b1", "app", 20, "10.0.0.3"))
+    client.container.stop.side_effect = lambda cid, time: calls.append(["stop", cid])
+    client.container.remove.side_effect = lambda cid, force: (calls.append(["rm", cid]), engine.containers.pop(cid))
+    rolling.rolling_restart(client, project, engine=engine, only={"a1"})  # type: ignore[arg-type]
+    assert calls == [["pin", "10.0.0.1:5000", "10.0.0.2:5000"], ["up"], ["pin", "10.0.0.2:5000", "10.0.0.3:5000"],
+                     ["stop", "a1"], ["rm", "a1"], ["unpin"]]
+    assert sum(slept) == 0  # only the (zeroed) pin settles: no DNS grace behind nginx
