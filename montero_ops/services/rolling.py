@@ -122,13 +122,18 @@ def rolling_restart(
     # moves the tag to the new release before calling this, so it is read from the replicas.
     previous = _image_of(engine, old[0]["Id"]) if old else ("", "")
     proxy = _nginx(engine, project.name)
+    # Between two steps nginx stays pinned to the replicas serving (the set the next step pins
+    # anyway): each graceful reload closes idle keep-alive client connections, so a rolling restart
+    # of N replicas reloads N + 2 times, not 4 N.
+    pinned: list[str] | None = None
     for index, victim in enumerate(old, start=1):
         known = {c["Id"] for c in replicas(engine, project.name, service, running_only=False)}
         serving = replicas(engine, project.name, service)
         progress(f"[{index}/{total}] starting a replacement for {_name(victim)}")
         failing: tuple[str, str, tuple[list[str], list[str]]] = ("", "", ([], []))
-        if proxy:  # no request reaches the replacement before it is healthy
-            _nginx_script(client, proxy, "pin", *[a for c in serving for a in _addresses(engine, c["Id"], proxy)])
+        serving_at = [a for c in serving for a in _addresses(engine, c["Id"], proxy)] if proxy else []
+        if proxy and sorted(serving_at) != sorted(pinned or []):  # no request reaches the replacement early
+            _nginx_script(client, proxy, "pin", *serving_at)
             time.sleep(PIN_SETTLE_S)
         try:
             client.compose.up(services=[service], scales={service: count + 1}, recreate=False, dependencies=False,
@@ -161,10 +166,17 @@ def rolling_restart(
         else:
             progress(f"[{index}/{total}] {_name(new)} is healthy; waiting {dns_grace:.0f}s for nginx to see it")
             time.sleep(dns_grace)
-        retire(client, engine, project, service, [victim], stop_timeout, _prefixed(progress, f"[{index}/{total}] "))
+        last = index == total
+        pinned = retire(client, engine, project, service, [victim], stop_timeout,
+                        _prefixed(progress, f"[{index}/{total}] "), unpin=last)
         result.replaced.append(_name(victim))
         if check:
-            check()
+            try:
+                check()
+            except BaseException:
+                if proxy and not last:
+                    _nginx_script(client, proxy, "unpin")
+                raise
     return result
 
 
@@ -180,7 +192,7 @@ class ReplicaFailed(CommandFailed):
         self.probes = probes or []
 
 
-EVIDENCE_LINES = 30
+EVIDENCE_LINES = 80  # a crash at import: the cause sits above gunicorn's own traceback
 
 
 def evidence(engine: Engine, container_id: str) -> tuple[list[str], list[str]]:
@@ -239,15 +251,17 @@ def _prefixed(progress: Progress, prefix: str) -> Progress:
 
 
 def retire(client: DockerClient, engine: Engine, project: Project, service: str, victims: list[dict[str, Any]],
-           stop_timeout: int = 30, progress: Progress = lambda _msg: None) -> None:
+           stop_timeout: int = 30, progress: Progress = lambda _msg: None, unpin: bool = True) -> list[str]:
     """Stop and remove replicas without a request reaching them while they shut down.
 
     With nginx running, it is first pinned to the other replicas (graceful reload); afterwards
-    it goes back to Docker's DNS.
+    it goes back to Docker's DNS, unless `unpin` is False (a rolling restart that goes on
+    pinned: it unpins once at its end, or on a failure). Returns the addresses nginx was pinned to.
     """
     gone = {v["Id"] for v in victims}
     proxy = _nginx(engine, project.name)
     names = ", ".join(_name(v) for v in victims)
+    keep: list[str] = []
     if proxy:
         keep = [a for c in replicas(engine, project.name, service) if c["Id"] not in gone
                 for a in _addresses(engine, c["Id"], proxy)]
@@ -257,13 +271,16 @@ def retire(client: DockerClient, engine: Engine, project: Project, service: str,
         _nginx_script(client, proxy, "pin", *keep)
         time.sleep(PIN_SETTLE_S)
     progress(f"stopping {names} (in-flight requests finish first)")
+    done = False
     try:
         for victim in victims:
             client.container.stop(victim["Id"], time=stop_timeout)
             client.container.remove(victim["Id"], force=True)
+        done = True
     finally:
-        if proxy:
+        if proxy and (unpin or not done):
             _nginx_script(client, proxy, "unpin")
+    return keep
 
 
 def scale_down(client: DockerClient, project: Project, service: str, target: int,

@@ -149,7 +149,8 @@ class FailureReport:
 
 _CAUSE = re.compile(r"error|refus|fatal|denied|not writable|exception", re.IGNORECASE)
 # gunicorn's own shutdown chatter names no cause; the line before it does.
-_NOISE = re.compile(r"Worker failed to boot|Shutting down: Master|Reason: Worker|Traceback", re.IGNORECASE)
+_NOISE = re.compile(r"Worker failed to boot|Shutting down: Master|Reason: Worker|Traceback|HaltServer"
+                    r"|another exception occurred", re.IGNORECASE)
 
 
 class StackUnhealthy(CommandFailed):

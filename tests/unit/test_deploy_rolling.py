@@ -214,3 +214,30 @@ def test_a_step_behind_nginx_moves_it_to_the_new_replica_in_one_reload(
     assert calls == [["pin", "10.0.0.1:5000", "10.0.0.2:5000"], ["up"], ["pin", "10.0.0.2:5000", "10.0.0.3:5000"],
                      ["stop", "a1"], ["rm", "a1"], ["unpin"]]
     assert sum(slept) == 0  # only the (zeroed) pin settles: no DNS grace behind nginx
+
+
+def test_nginx_stays_pinned_between_steps_and_unpins_once_at_the_end(
+        project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two replicas: N + 2 = 4 reloads, not 4 N = 8 (each one closes idle keep-alive connections)."""
+    monkeypatch.setattr(rolling, "PIN_SETTLE_S", 0)
+    engine = FakeEngine()
+    engine.add("n1", "nginx", 1, "10.0.0.9")
+    engine.add("a1", "app", 10, "10.0.0.1")
+    engine.add("a2", "app", 11, "10.0.0.2")
+    client = mock.MagicMock()
+    calls: list[Any] = []
+    fresh = iter([("b1", "10.0.0.3"), ("b2", "10.0.0.4")])
+
+    def up(**kw: Any) -> None:
+        cid, ip = next(fresh)
+        calls.append(["up"])
+        engine.add(cid, "app", 20, ip)
+
+    client.container.execute.side_effect = lambda cid, cmd: calls.append(cmd[2:])
+    client.compose.up.side_effect = up
+    client.container.stop.side_effect = lambda cid, time: calls.append(["stop", cid])
+    client.container.remove.side_effect = lambda cid, force: (calls.append(["rm", cid]), engine.containers.pop(cid))
+    rolling.rolling_restart(client, project, engine=engine)  # type: ignore[arg-type]
+    assert calls == [["pin", "10.0.0.1:5000", "10.0.0.2:5000"], ["up"], ["pin", "10.0.0.2:5000", "10.0.0.3:5000"],
+                     ["stop", "a1"], ["rm", "a1"],
+                     ["up"], ["pin", "10.0.0.3:5000", "10.0.0.4:5000"], ["stop", "a2"], ["rm", "a2"], ["unpin"]]
