@@ -18,28 +18,19 @@ from montero_ops.state import get_state
 
 deploy_app = typer.Typer(invoke_without_command=True, no_args_is_help=False)
 
+AllowBreakingOption = Annotated[bool, typer.Option(
+    "--allow-breaking",
+    help="Deploy a migration that drops or renames what the running release uses, through a short maintenance "
+         "window (every replica stops, the migration runs, the new release starts).",
+)]
+DeployTimeoutOption = Annotated[int, typer.Option("--timeout", help="Seconds to wait for each new replica's health.")]
 
-@deploy_app.callback()
-def deploy_cmd(
-    ctx: typer.Context,
-    yes: YesOption = False,
-    json: JsonOption = False,
-    allow_breaking: Annotated[bool, typer.Option(
-        "--allow-breaking",
-        help="Deploy a migration that drops or renames what the running release uses, through a short maintenance "
-             "window (every replica stops, the migration runs, the new release starts).",
-    )] = False,
-    timeout: Annotated[int, typer.Option("--timeout", help="Seconds to wait for each new replica's health.")] = 180,
-) -> None:
-    """Build a new release, back up and test its migrations, switch the replicas one at a time, prove it.
 
-    Behind nginx (production profile) the switch drops no request; a replica failing its health check, or any error seen by montero's own probe, returns every replica to the previous release (exit 1, with the reason). The receipt (duration, probes sent/failed, p50/p99, backup, revision) is printed and kept: `montero releases`. The Swarm verbs are under `montero swarm`.
-
-    Example: montero deploy --yes
-    """
-    if ctx.invoked_subcommand is not None:
-        return
-    from montero_ops.commands._common import confirm_or_refuse
+def run_deploy(ctx: typer.Context, yes: bool, json: bool, allow_breaking: bool, timeout: int, command: str = "deploy",
+               prepare: Callable[[], None] | None = None, after_build: Callable[[str], None] | None = None,
+               notes: list[str] | None = None) -> None:
+    """`deploy` and `update` alike: under the project lock, with the production-profile question."""
+    from montero_ops.commands._common import confirm_or_refuse, locked
     from montero_ops.commands.releases import render_failure, render_outcome
     from montero_ops.output import info, print_json
     from montero_ops.services import release_deploy as rd
@@ -52,19 +43,42 @@ def deploy_cmd(
     if rd.needs_production(engine, project) and not confirm_or_refuse(
         "No nginx runs: a zero-downtime deploy needs the production profile "
         "(`montero up --profile production`). Deploy with a short gap per replica?",
-        "deploy with a short gap (zero-downtime needs the production profile)", yes,
+        f"{command} with a short gap (zero-downtime needs the production profile)", yes,
     ):
         raise typer.Exit(1)
-    try:
-        outcome = rd.deploy(state.client(project), engine, project, allow_breaking=allow_breaking,
-                            timeout=timeout, progress=info)
-    except rd.DeployFailed as exc:
-        render_failure(exc.release, json)
-        raise
+    with locked(ctx, command):
+        if prepare:
+            prepare()
+        try:
+            outcome = rd.deploy(state.client(project), engine, project, allow_breaking=allow_breaking,
+                                timeout=timeout, progress=info, after_build=after_build)
+        except rd.DeployFailed as exc:
+            render_failure(exc.release, json)
+            raise
+    outcome.notes[:0] = notes or []
     if json:
         print_json(outcome.to_dict())
         return
     render_outcome("deployed", outcome)
+
+
+@deploy_app.callback()
+def deploy_cmd(
+    ctx: typer.Context,
+    yes: YesOption = False,
+    json: JsonOption = False,
+    allow_breaking: AllowBreakingOption = False,
+    timeout: DeployTimeoutOption = 180,
+) -> None:
+    """Build a new release, back up and test its migrations, switch the replicas one at a time, prove it.
+
+    Behind nginx (production profile) the switch drops no request; a replica failing its health check, or any error seen by montero's own probe, returns every replica to the previous release (exit 1, with the reason). The receipt (duration, probes sent/failed, p50/p99, backup, revision) is printed and kept: `montero releases`. The Swarm verbs are under `montero swarm`.
+
+    Example: montero deploy --yes
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    run_deploy(ctx, yes, json, allow_breaking, timeout)
 
 
 def _old_spelling(old: str, new: str, function: Callable[..., Any]) -> Callable[..., Any]:

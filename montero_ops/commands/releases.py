@@ -106,7 +106,7 @@ def rollback(
 
     Example: montero rollback --yes
     """
-    from montero_ops.commands._common import confirm_or_refuse
+    from montero_ops.commands._common import confirm_or_refuse, locked
     from montero_ops.output import info, print_json
     from montero_ops.services import release_deploy as rd
     from montero_ops.services import stack
@@ -139,8 +139,9 @@ def rollback(
         if not confirm_or_refuse(question, what, yes):
             raise typer.Exit(1)
     try:
-        outcome = rd.rollback(state.client(project), engine, project, release, with_data=with_data,
-                              timeout=timeout, progress=info, restore=restore)
+        with locked(ctx, "rollback"):
+            outcome = rd.rollback(state.client(project), engine, project, release, with_data=with_data,
+                                  timeout=timeout, progress=info, restore=restore)
     except rd.DeployFailed as exc:
         render_failure(exc.release, json)
         raise

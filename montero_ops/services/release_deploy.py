@@ -339,7 +339,10 @@ def receipt_of(sw: Switch | None, probe: ProbeStream | None, duration: float, ga
 
 
 def deploy(client: DockerClient, engine: Engine, project: Project, allow_breaking: bool = False,
-           timeout: float = 180.0, progress: Progress = lambda _m: None) -> Outcome:
+           timeout: float = 180.0, progress: Progress = lambda _m: None,
+           after_build: Callable[[str], None] | None = None) -> Outcome:
+    """`after_build(tag)` runs once the release image exists, before anything else (update's scan);
+    it may raise to stop the deploy with nothing running touched."""
     started = time.monotonic()
     history = rel.load_history(project)
     keep = rel.keep_count(project)
@@ -359,6 +362,8 @@ def deploy(client: DockerClient, engine: Engine, project: Project, allow_breakin
 
     gate: Gate | None = None
     try:
+        if after_build:
+            after_build(tag)
         gate = migration_gate(project, tag, progress)
         if gate.skipped:
             progress(gate.skipped)

@@ -287,3 +287,25 @@ def test_rollback_without_any_release(project: Path, engine: Any, cli: Callable[
     result = cli("rollback", "--yes")
     assert result.exit_code == 2
     assert "no release is recorded for this project" in result.output
+
+
+def test_the_cause_of_a_crash_at_import_is_the_apps_error_not_gunicorns_halt() -> None:
+    from montero_ops.services.stack import FailureReport
+
+    logs = ["Traceback (most recent call last):", '  File "/app/wsgi.py", line 17, in <module>',
+            "RuntimeError: broken release", "[INFO] Worker exiting (pid: 9)", "Shutting down: Master",
+            "Reason: Worker failed to boot.", "During handling of the above exception, another exception occurred:",
+            "    raise HaltServer(reason, self.WORKER_BOOT_ERROR)",
+            "gunicorn.errors.HaltServer: <HaltServer 'Worker failed to boot.' 3>"]
+    assert FailureReport("app", "shop-app-4", "", logs=logs).cause == "RuntimeError: broken release"
+
+
+def test_deploy_without_nginx_says_zero_downtime_needs_the_production_profile(
+        project: Path, engine: Any, cli: Callable[..., Result]) -> None:
+    from tests.unit.conftest import container
+
+    engine.set(container("app"), container("redis"))
+    result = cli("deploy")
+    assert result.exit_code == 2
+    assert "refusing to deploy with a short gap (zero-downtime needs the production profile)" in result.output
+    assert not (project / ".montero").exists()  # nothing built, nothing recorded
