@@ -42,8 +42,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "e2e_note"
+down_revision = "@HEAD@"
 branch_labels = None
 depends_on = None
 
@@ -59,8 +59,8 @@ def downgrade() -> None:
 '''
 
 BROKEN_MIGRATION = '''"""a migration that fails (montero e2e)"""
-revision = "0002"
-down_revision = "0001"
+revision = "e2e_broken"
+down_revision = "@HEAD@"
 branch_labels = None
 depends_on = None
 
@@ -102,6 +102,21 @@ class Release:
 
     root: Path
     original: dict[str, str] = field(default_factory=dict)
+
+    def head(self) -> str:
+        """The backend's current alembic head (the revision no other one names as its parent)."""
+        import re
+
+        revisions, parents = set(), set()
+        for path in (self.root / "backend" / "migrations" / "versions").glob("*.py"):
+            text = path.read_text()
+            revisions |= set(re.findall(r'^revision(?:: str)? = "([^"]+)"', text, re.MULTILINE))
+            parents |= set(re.findall(r'^down_revision(?:: str \| None)? = "([^"]+)"', text, re.MULTILINE))
+        (head,) = revisions - parents
+        return head
+
+    def migration(self, name: str, template: str) -> None:
+        self.write(f"migrations/versions/{name}.py", template.replace("@HEAD@", self.head()))
 
     def write(self, relative: str, text: str) -> None:
         path = self.root / "backend" / relative
@@ -306,7 +321,8 @@ def test_a_migration_that_fails_on_the_copy_touches_nothing(stack: Any) -> None:
     """(d) Before any replica changes, the new release's migrations run on a copy of a verified backup."""
     before_ids, before_image = app_ids(stack), _docker("image", "inspect", "--format", "{{.Id}}",
                                                        stack.env["MONTERO_APP_IMAGE"]).strip()
-    stack.release.write("migrations/versions/0002_broken.py", BROKEN_MIGRATION)
+    head = stack.release.head()
+    stack.release.migration("e2e_broken", BROKEN_MIGRATION)
     try:
         done = stack.run_montero("deploy", "--yes", timeout=1200)
     finally:
@@ -317,7 +333,7 @@ def test_a_migration_that_fails_on_the_copy_touches_nothing(stack: Any) -> None:
     assert "nothing running was touched" in done.stderr
     assert app_ids(stack) == before_ids
     assert _docker("image", "inspect", "--format", "{{.Id}}", stack.env["MONTERO_APP_IMAGE"]).strip() == before_image
-    assert query(stack, "SELECT version_num FROM alembic_version") == [("0001",)]
+    assert query(stack, "SELECT version_num FROM alembic_version") == [(head,)]
     assert "note" not in columns(stack, "clients")
     h = history(stack)
     failed = h["releases"][0]
@@ -353,7 +369,8 @@ def test_deploy_of_a_code_change_with_an_additive_migration_drops_nothing(stack:
     """(a) + (b): 0 failed; old replicas kept answering on the migrated schema during the switch;
     the new code on every replica afterwards; the receipt agrees with the load loop."""
     add_client(stack, "written before the deploy")
-    stack.release.write("migrations/versions/0002_client_note.py", MIGRATION_0002)
+    head = stack.release.head()
+    stack.release.migration("e2e_client_note", MIGRATION_0002)
     stack.release.append("wsgi.py", RELEASE_HEADER)
     before = app_ids(stack)
     load = KeepAliveLoad(stack)
@@ -370,7 +387,7 @@ def test_deploy_of_a_code_change_with_an_additive_migration_drops_nothing(stack:
     receipt = out["release"]["receipt"]
     assert load.failures == [], load.failures[:10]
     assert load.releases["old"] > 0 and load.releases["v2"] > 0, load.releases
-    assert query(stack, "SELECT version_num FROM alembic_version") == [("0002",)]
+    assert query(stack, "SELECT version_num FROM alembic_version") == [("e2e_note",)]
     assert "note" in columns(stack, "clients")
     # The migration ran once, before the switch; an old replica answered after a new one had:
     # the old release kept working on the migrated schema during the switch.
@@ -390,7 +407,7 @@ def test_deploy_of_a_code_change_with_an_additive_migration_drops_nothing(stack:
     assert receipt["probes_failed"] == 0 and receipt["probes_sent"] > 20
     assert 0 < receipt["duration_s"] <= seconds + 1
     assert receipt["p50_ms"] <= receipt["p99_ms"]
-    assert receipt["revision_before"] == "0001" and receipt["revision_after"] == "0002"
+    assert receipt["revision_before"] == head and receipt["revision_after"] == "e2e_note"
     assert (stack.root / "backups" / receipt["backup"]).is_dir()
     print(done.stderr)
     print(f"\ndeploy: {seconds:.1f}s, receipt {receipt}, load {load.count} requests, "
@@ -402,14 +419,15 @@ def test_rollback_with_data_gets_the_pre_migration_rows_back(stack: Any) -> None
     add_client(stack, "written after the deploy")
     h = history(stack)
     current = h["releases"][0]
-    assert current["id"] == h["current"] and current["receipt"]["revision_before"] == "0001"
+    head = current["receipt"]["revision_before"]
+    assert current["id"] == h["current"] and head and current["receipt"]["revision_after"] == "e2e_note"
     refused = stack.run_montero("rollback", "--with-data")
     assert refused.returncode == 2 and "every change written since" in refused.stderr, refused.stderr
     done = stack.run_montero("rollback", "--with-data", "--yes", timeout=1200)
     assert done.returncode == 0, _shown(done) + _app_evidence(stack)
     names = {row[0] for row in query(stack, "SELECT name FROM clients")}
     assert "written before the deploy" in names and "written after the deploy" not in names
-    assert query(stack, "SELECT version_num FROM alembic_version") == [("0001",)]
+    assert query(stack, "SELECT version_num FROM alembic_version") == [(head,)]
     assert "note" not in columns(stack, "clients")
     check = KeepAliveLoad(stack)
     check.stop.set()
@@ -431,7 +449,7 @@ def test_deploy_again_then_rollback_drop_nothing(stack: Any) -> None:
     assert load.releases["v2"] > 0 and load.releases["old"] > 0
     assert receipt["replicas_replaced"] == 3 and receipt["probes_failed"] == 0
     # The schema stays where the newer release put it: the old release starts on it.
-    assert query(stack, "SELECT version_num FROM alembic_version") == [("0002",)]
+    assert query(stack, "SELECT version_num FROM alembic_version") == [("e2e_note",)]
     check = KeepAliveLoad(stack)
     check.stop.set()
     check.run()
