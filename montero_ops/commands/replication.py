@@ -65,7 +65,6 @@ def fetch_for_restore(ctx: typer.Context, to_time: str, backups_dir: Path) -> Pa
     from montero_ops.output import info
     from montero_ops.services import replication
     from montero_ops.services.backups import sqlite_db
-
     from montero_ops.services.stack import prepare_dirs
 
     project = get_state(ctx).project()
