@@ -10,6 +10,7 @@ import typer
 
 from montero_ops.commands._common import confirm_or_refuse, locked
 from montero_ops.commands._options import YesOption
+from montero_ops.errors import MonteroError
 from montero_ops.state import State, get_state
 
 if TYPE_CHECKING:
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
 
 Services = Annotated[list[str] | None, typer.Argument(help="Services (default: all).", show_default=False)]
 DEFAULT_TIMEOUT = 180
+DB_CHECK_SECONDS = 5.0
 
 
 def build(
@@ -86,7 +88,16 @@ def start_and_wait(state: State, project_profiles: list[str], build: bool, scale
         _print_failure(report)
         raise stack.StackUnhealthy(report) from exc  # now with the service's own reason
     healthy = sum(1 for c in states if c.health == "healthy")
+    # Healthy containers on a damaged database are not a healthy stack (issue 22 point 6): the
+    # check that gates backups, bounded in time.
+    verdict = stack.database_verdict(project, DB_CHECK_SECONDS)
+    if verdict is not None and verdict.problem:
+        raise MonteroError(f"the containers are up ({len(states)}, {healthy} healthy), but {verdict.problem}",
+                           hint="keep a copy of the damaged file, then `montero restore sqlite --latest --yes` "
+                                "(docs/backups.md, Recovery)")
     success(f"stack is up: {len(states)} containers, {healthy} healthy")
+    if verdict is not None and verdict.note:
+        info(verdict.note)
     url = stack.address(states)
     if url:
         info(f"open {url}")

@@ -284,3 +284,28 @@ def stop(client: DockerClient, services: list[str]) -> None:
 
 def restart(client: DockerClient, services: list[str]) -> None:
     client.compose.restart(services=services or None)
+
+
+@dataclass
+class DatabaseVerdict:
+    problem: str | None = None  # the database fails its integrity check
+    note: str | None = None  # the check could not finish in time
+
+
+def database_verdict(project: Project, seconds: float) -> DatabaseVerdict | None:
+    """PRAGMA integrity_check of the SQLite file, bounded in time; None when there is none (PostgreSQL)."""
+    from montero_ops.services.backups.sqlite_db import database_path, integrity_check_bounded
+
+    try:
+        db = database_path(project)
+    except MonteroError:
+        return None
+    if not db.exists():
+        return None
+    result = integrity_check_bounded(db, seconds)
+    if result is None:
+        return DatabaseVerdict(note=f"{db.name}: PRAGMA integrity_check did not finish within {seconds:g} s; "
+                                    "`montero backups verify` after a backup runs it in full")
+    if result != "ok":
+        return DatabaseVerdict(problem=f"{db.name} fails PRAGMA integrity_check: {result}")
+    return DatabaseVerdict()

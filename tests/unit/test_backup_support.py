@@ -60,6 +60,26 @@ def make_db(path: Path, rows: int = 1000, revision: str | None = "bbb2", payload
     return path
 
 
+def damaged_index(db: Path, rows: int = 3000) -> Path:
+    db.parent.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(db)
+    con.executescript("CREATE TABLE clients (id INTEGER PRIMARY KEY, name TEXT, nit TEXT);"
+                      "CREATE INDEX ix_clients_name ON clients (name);")
+    con.executemany("INSERT INTO clients (name, nit) VALUES (?, ?)", [(f"c{i}", f"n{i}") for i in range(rows)])
+    con.commit()
+    # Point the index at another column: its pages no longer match the table (what a flipped
+    # byte in an index page does), while every page is still a well-formed b-tree page.
+    con.execute("PRAGMA writable_schema=ON")
+    con.execute("UPDATE sqlite_master SET sql='CREATE INDEX ix_clients_name ON clients (nit)' "
+                "WHERE name='ix_clients_name'")
+    con.commit()
+    con.close()
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA quick_check").fetchone()[0] == "ok"  # what doctor used to run
+    con.close()
+    return db
+
+
 def make_migrations(root: Path, revisions: tuple[str, ...] = ("aaa1", "bbb2")) -> None:
     """A real Alembic script directory: ScriptDirectory reads heads from it."""
     folder = root / "backend" / "migrations"

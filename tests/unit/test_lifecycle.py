@@ -179,3 +179,19 @@ def test_crash_loop_error_line_carries_the_apps_own_reason(cli, docker: DockerCa
     result = cli("up")
     assert result.exit_code == 1
     assert f"Error: service 'app' keeps restarting (2 restarts while waiting): {reason}" in result.stderr
+
+
+def test_up_does_not_call_a_damaged_database_healthy(cli, docker: DockerCalls, engine: FakeEngine,
+                                                     project: Path) -> None:
+    """Issue 22 point 6: healthy containers on a database that fails integrity_check (a damaged
+    index passes quick_check and the app's /health) are not a healthy stack: exit 1, the line says why."""
+    from tests.unit.test_backup_support import damaged_index
+
+    damaged_index(project / "data" / "mi_sistema.db")
+    engine.timeline = [[container("app", health="healthy"), container("redis", health="healthy")]]
+    result = cli("up")
+    assert result.exit_code == 1, result.output
+    assert "stack is up" not in result.stderr
+    assert result.stderr.splitlines()[-2] == (
+        "Error: the containers are up (2, 2 healthy), but mi_sistema.db fails PRAGMA integrity_check: row 1 missing "
+        "from index ix_clients_name; row 2 missing from index ix_clients_name; row 3 missing from index ix_clients_name")

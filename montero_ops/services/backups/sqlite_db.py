@@ -118,6 +118,39 @@ def integrity_check(path: Path) -> str:
     return result or "no result"
 
 
+def integrity_check_bounded(path: Path, seconds: float) -> str | None:
+    """PRAGMA integrity_check, given up after `seconds` (None then): the check backups are gated
+    on, cheap enough for doctor and `up` on small databases and never a hang on big ones.
+
+    sqlite3_interrupt from a timer stops it inside the b-tree walk too (one VDBE opcode, which a
+    progress handler alone cannot interrupt).
+    """
+    import threading
+    import time
+
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2, check_same_thread=False)
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
+    deadline = time.monotonic() + seconds
+    con.set_progress_handler(lambda: int(time.monotonic() > deadline), 1000)
+    timer = threading.Timer(max(seconds, 0.0), con.interrupt)
+    timer.daemon = True
+    try:
+        timer.start()
+        rows = con.execute("PRAGMA integrity_check").fetchall()
+    except sqlite3.OperationalError as exc:
+        if "interrupted" in str(exc):
+            return None
+        return str(exc)
+    except sqlite3.DatabaseError as exc:
+        return str(exc)
+    finally:
+        timer.cancel()
+        con.close()
+    return "; ".join(str(r[0]) for r in rows[:3]) or "no result"
+
+
 def user_tables(con: sqlite3.Connection) -> list[str]:
     rows = con.execute(
         "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' ORDER BY name"

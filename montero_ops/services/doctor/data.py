@@ -17,6 +17,7 @@ from montero_ops.services.doctor.finding import Finding, failed, passed, skipped
 
 BACKUP_WARN_HOURS = 26  # a daily backup plus slack
 BACKUP_FAIL_DAYS = 7
+INTEGRITY_SHARE = 0.6  # of doctor's per-check timeout, for PRAGMA integrity_check
 
 
 def database_file(ctx: Context) -> Path | None:
@@ -101,10 +102,19 @@ def check_database(ctx: Context) -> list[Finding]:
             warned("data.integrity", f"no database yet at {path} (created by migrations on start)", "montero up"),
             skipped("data.migrations", "no database yet"),
         ]
-    try:
-        result = quick_check(path)
-    except sqlite3.DatabaseError as exc:
-        result = str(exc)
+    # The same check that gates a backup, bounded in time; past the bound only quick_check ran,
+    # and the line says so (a damaged index passes quick_check: issue 22 point 6).
+    from montero_ops.services.backups.sqlite_db import integrity_check_bounded
+
+    budget = ctx.timeout * INTEGRITY_SHARE
+    result = integrity_check_bounded(path, budget)
+    pragma = "PRAGMA integrity_check"
+    if result is None:
+        pragma = f"PRAGMA quick_check (integrity_check did not finish within {budget:.1f} s)"
+        try:
+            result = quick_check(path)
+        except sqlite3.DatabaseError as exc:
+            result = str(exc)
     restore = (
         "montero restore sqlite --latest   # after keeping the damaged file: cp "
         + str(path)
@@ -114,10 +124,11 @@ def check_database(ctx: Context) -> list[Finding]:
     )
     if result != "ok":
         return [
-            failed("data.integrity", f"{path.name} fails PRAGMA quick_check: {result}", restore),
+            failed("data.integrity", f"{path.name} fails {pragma}: {result}", restore),
             skipped("data.migrations", "database unreadable"),
         ]
-    findings = [passed("data.integrity", f"{path.name} passes PRAGMA quick_check")]
+    findings = [passed("data.integrity", f"{path.name} passes {pragma}" + (
+        "; the full check runs in `montero backups verify` and every backup" if "quick_check" in pragma else ""))]
     findings.append(_migrations(ctx, path))
     return findings
 

@@ -90,7 +90,7 @@ def test_corrupted_database_fails_with_restore(root: Path) -> None:
     db.write_bytes(bytes(data))
     found = {f.id: f for f in check_database(make_ctx(root))}
     assert found["data.integrity"].status.value == "fail"
-    assert "quick_check" in found["data.integrity"].message
+    assert "fails PRAGMA integrity_check" in found["data.integrity"].message
     assert found["data.integrity"].fix.startswith("montero restore sqlite --latest")
     assert found["data.migrations"].status.value == "skip"
 
