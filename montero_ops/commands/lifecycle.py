@@ -72,8 +72,10 @@ def start_and_wait(state: State, project_profiles: list[str], build: bool, scale
     stack.prepare_dirs(project)
     try:
         stack.up(client, build=build, scales=scales)
-    except DockerException:
-        report = stack.first_failure(engine, project.name)
+    except DockerException as exc:
+        from montero_ops.errors import docker_error_line
+
+        report = stack.first_failure(engine, project.name, docker_error_line(exc))
         if report:
             _print_failure(stack.add_evidence(client, engine, report))
         raise

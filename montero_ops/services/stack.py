@@ -230,9 +230,21 @@ def address(states: list[ContainerStatus]) -> str | None:
     return None
 
 
-def first_failure(engine: Engine, project: str) -> FailureReport | None:
-    """After compose itself failed: the container that explains it, if any."""
+def first_failure(engine: Engine, project: str, error: str = "") -> FailureReport | None:
+    """After compose itself failed: the container that explains it, if any.
+
+    The container compose names in its error comes first ("dependency failed to start:
+    container shop-redis-1 is unhealthy"); then one failing now (unhealthy, or restarting in a
+    crash loop) before one that merely exited: after a `stop` the app is exited with its stale
+    logs, while Redis crash-looping on a damaged AOF is the cause (issue 22 point 9).
+    """
     states = container_statuses(engine, project)
+    for c in states:
+        if c.name and re.search(rf"\b{re.escape(c.name)}\b", error):
+            return FailureReport(c.service, c.name, _failed(c) or f"is {c.condition}", c.id)
+    for c in states:
+        if c.health == "unhealthy" or c.state == "restarting":
+            return FailureReport(c.service, c.name, _failed(c) or "keeps restarting", c.id)
     for c in states:
         reason = _failed(c)
         if reason:

@@ -195,3 +195,28 @@ def test_up_does_not_call_a_damaged_database_healthy(cli, docker: DockerCalls, e
     assert result.stderr.splitlines()[-2] == (
         "Error: the containers are up (2, 2 healthy), but mi_sistema.db fails PRAGMA integrity_check: row 1 missing "
         "from index ix_clients_name; row 2 missing from index ix_clients_name; row 3 missing from index ix_clients_name")
+
+
+def test_up_failure_shows_the_crash_looping_service_not_the_stopped_one(cli, docker: DockerCalls,
+                                                                        engine: FakeEngine) -> None:
+    """Issue 22 point 9: after `stop`, the app is exited (its stale logs), Redis crash-loops on a
+    damaged AOF: up must show Redis, the service that fails now, even when compose names no container."""
+    failure = DockerException(["docker", "compose", "up"], 1, b"", b"Error response from daemon: something failed")
+    docker.respond(lambda c: "up" in c, failure)
+    engine.set(container("app", state="exited", health=None, exit_code=137),
+               container("redis", state="restarting", health=None, restarts=4, exit_code=1))
+    result = cli("up")
+    assert result.exit_code == 1
+    assert "Last 0 log lines of redis" in result.stderr and "log lines of app" not in result.stderr
+
+
+def test_up_failure_shows_the_container_compose_names(cli, docker: DockerCalls, engine: FakeEngine) -> None:
+    failure = DockerException(["docker", "compose", "up"], 1, b"",
+                              b"dependency failed to start: container shop-redis-1 exited (1)")
+    docker.respond(lambda c: "up" in c, failure)
+    engine.set(container("app", state="exited", health=None, exit_code=1),
+               container("redis", state="exited", health=None, exit_code=1))
+    result = cli("up")
+    assert result.exit_code == 1
+    assert "Last 0 log lines of redis" in result.stderr and "log lines of app" not in result.stderr
+    assert "Error: dependency failed to start: container shop-redis-1 exited (1)" in result.stderr
