@@ -11,6 +11,7 @@ import sys
 from logging.config import fileConfig
 
 from alembic import context
+from sqlalchemy import text
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -23,6 +24,7 @@ if config.config_file_name is not None and config.attributes.get("configure_logg
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 target_metadata = Base.metadata
+MIGRATION_LOCK_KEY = 7_130_017  # any constant; the same in every replica
 
 
 def database_url() -> str:
@@ -56,6 +58,11 @@ def run_migrations_online() -> None:
             connection=connection, target_metadata=target_metadata, render_as_batch=True, compare_type=True
         )
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # Replicas on several hosts start together and the entrypoint's flock only covers
+                # one host: the first to get this lock migrates, the others then find the schema
+                # at head. Released at commit.
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
             context.run_migrations()
     engine.dispose()
 

@@ -38,14 +38,25 @@ def _render(state: StackState, json: bool) -> None:
         return
     from rich.table import Table
 
+    out = console()
+    if state.nodes:
+        nodes = Table(title="nodes")
+        for column in ("node", "id", "role", "state", "availability", "tasks"):
+            nodes.add_column(column)
+        for n in state.nodes:
+            colour = "green" if n.state == "ready" and n.availability == "active" else "red"
+            role = f"{n.role} (leader)" if n.leader else n.role
+            nodes.add_row(n.name, n.id[:12], role, f"[{colour}]{n.state}[/{colour}]", n.availability, str(n.tasks))
+        out.print(nodes)
     table = Table(title=f"stack {state.stack}")
-    for column in ("service", "replicas", "image", "update"):
+    for column in ("service", "replicas", "tasks per node", "image", "update"):
         table.add_column(column)
     for s in state.services:
         colour = "green" if s.converged else "yellow"
         update = " ".join(x for x in (s.update_state, s.update_message) if x) or "-"
-        table.add_row(s.name, f"[{colour}]{s.running}/{s.desired}[/{colour}]", s.image, update)
-    console().print(table)
+        spread = ", ".join(f"{node} {count}" for node, count in s.tasks_per_node.items()) or "-"
+        table.add_row(s.name, f"[{colour}]{s.running}/{s.desired}[/{colour}]", spread, s.image, update)
+    out.print(table)
 
 
 def swarm_cmd(
@@ -55,26 +66,35 @@ def swarm_cmd(
         "--registry", help="Push the app image to this registry first (needed for more than one node).")] = None,
     image: Annotated[str | None, typer.Option("--image", help="App image to deploy (default: MONTERO_APP_IMAGE).")]
     = None,
+    profile: Annotated[list[str] | None, typer.Option(
+        "--profile", help="postgres: PostgreSQL instead of SQLite (docker/stack.postgres.yml).")] = None,
     no_wait: Annotated[bool, typer.Option("--no-wait", help="Return once the stack is submitted.")] = False,
     timeout: TimeoutOption = 300,
     json: JsonOption = False,
 ) -> None:
     """Deploy (or update, rolling and start-first) the stack on this swarm with docker/stack.yml.
 
-    Example: montero swarm deploy --stack montero --registry registry.example.com:5000
+    On several nodes: --registry is needed, SQLite needs a node labelled montero.sqlite=true,
+    and Redis, PostgreSQL and nginx go where their labels say (docs/production.md).
+
+    Example: montero swarm deploy --registry 10.0.0.1:5000 --profile postgres
     """
+    from montero_ops.errors import UsageError
     from montero_ops.output import info, success
     from montero_ops.services.deploy import deploy
 
+    unknown = [p for p in profile or [] if p != "postgres"]
+    if unknown:
+        raise UsageError(f"unknown swarm profile {', '.join(unknown)}", hint="the stack knows --profile postgres")
     state = get_state(ctx)
     result = deploy(_client(ctx), state.project(), stack=stack, registry=registry, image=image,
-                    timeout=timeout, wait=not no_wait, progress=info)
+                    timeout=timeout, wait=not no_wait, progress=info, postgres=bool(profile))
     success(f"stack {stack} deployed" + ("" if no_wait else ": every service runs its replicas, healthy"))
     _render(result, json)
 
 
 def status_cmd(ctx: typer.Context, stack: StackOption = "montero", json: JsonOption = False) -> None:
-    """Show each service of the stack: replicas running/desired, image, update state.
+    """Show the swarm's nodes and each service of the stack: replicas, tasks per node, image, update.
 
     Example: montero swarm status --json
     """

@@ -1,0 +1,233 @@
+"""What a swarm is made of, as its manager sees it: nodes, tasks, placement, failure reasons.
+
+Every question goes through the docker CLI of the client (`docker node/service/inspect`),
+so DOCKER_HOST and --context decide which manager answers: nothing here assumes the
+manager is the local daemon.
+
+Placement labels (docs/production.md, "Several hosts"), set with
+`docker node update --label-add KEY=true NODE`:
+  montero.edge=true      nodes that run nginx (HTTPS, host-mode ports 80/443), one nginx each
+  montero.redis=true     the one node that runs Redis (its volume lives there)
+  montero.postgres=true  the one node that runs PostgreSQL (its volume lives there)
+  montero.sqlite=true    with SQLite on several nodes: the one node the app is pinned to
+On a one-node swarm no label is needed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from montero_ops.errors import UsageError
+
+if TYPE_CHECKING:
+    from python_on_whales import DockerClient
+
+EDGE, REDIS, POSTGRES, SQLITE = "montero.edge", "montero.redis", "montero.postgres", "montero.sqlite"
+NAME_LABEL = "montero.node"  # optional: a readable node name (all nodes may share a hostname)
+FAILED_STATES = {"failed", "rejected"}
+
+
+def docker(client: DockerClient, *args: str) -> str:
+    from python_on_whales.utils import run
+
+    return str(run(client.client_config.docker_cmd + list(args)) or "")
+
+
+@dataclass
+class Node:
+    id: str
+    name: str  # the montero.node label, else the hostname
+    role: str  # manager | worker
+    state: str  # ready | down | unknown | disconnected
+    availability: str  # active | pause | drain
+    leader: bool = False
+    address: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def usable(self) -> bool:
+        return self.state == "ready" and self.availability == "active"
+
+    def has(self, label: str) -> bool:
+        return self.labels.get(label, "").lower() in ("true", "1", "yes")
+
+
+@dataclass
+class Task:
+    id: str
+    service: str
+    node_id: str
+    slot: int | None
+    state: str  # new | pending | assigned | … | running | complete | failed | shutdown | rejected
+    desired: str  # running | shutdown | ready
+    error: str = ""
+    message: str = ""
+    image: str = ""
+    timestamp: str = ""
+    spec: dict[str, Any] = field(default_factory=dict, repr=False)
+
+
+def node_from_inspect(raw: dict[str, Any]) -> Node:
+    spec, desc, status = raw.get("Spec", {}), raw.get("Description", {}), raw.get("Status", {})
+    labels = dict(spec.get("Labels") or {})
+    return Node(
+        id=raw["ID"], name=labels.get(NAME_LABEL) or desc.get("Hostname", raw["ID"][:12]),
+        role=spec.get("Role", "?"), state=status.get("State", "unknown"),
+        availability=spec.get("Availability", "?"),
+        leader=bool((raw.get("ManagerStatus") or {}).get("Leader")),
+        address=status.get("Addr", ""), labels=labels,
+    )
+
+
+def nodes(client: DockerClient) -> list[Node]:
+    ids = docker(client, "node", "ls", "-q").split()
+    if not ids:
+        return []
+    return sorted((node_from_inspect(n) for n in json.loads(docker(client, "node", "inspect", *ids))),
+                  key=lambda n: (n.name, n.id))
+
+
+def task_from_inspect(raw: dict[str, Any], service_names: dict[str, str]) -> Task:
+    status = raw.get("Status", {})
+    container = (raw.get("Spec") or {}).get("ContainerSpec") or {}
+    return Task(
+        id=raw["ID"], service=service_names.get(raw.get("ServiceID", ""), raw.get("ServiceID", "")),
+        node_id=raw.get("NodeID", ""), slot=raw.get("Slot"), state=status.get("State", "?"),
+        desired=raw.get("DesiredState", "?"), error=status.get("Err", ""), message=status.get("Message", ""),
+        image=container.get("Image", ""), timestamp=status.get("Timestamp", ""), spec=raw.get("Spec") or {},
+    )
+
+
+def tasks(client: DockerClient, stack: str, services: dict[str, str] | None = None) -> list[Task]:
+    """Every task the manager keeps for the stack (history included), newest first."""
+    ids = docker(client, "stack", "ps", "-q", "--no-trunc", stack).split()
+    if not ids:
+        return []
+    if services is None:
+        services = service_names(client, stack)
+    found = [task_from_inspect(t, services) for t in json.loads(docker(client, "inspect", *ids))]
+    return sorted(found, key=lambda t: t.timestamp, reverse=True)
+
+
+def service_names(client: DockerClient, stack: str) -> dict[str, str]:
+    """service id -> name."""
+    lines = docker(client, "service", "ls", "--filter", f"label=com.docker.stack.namespace={stack}",
+                   "--format", "{{.ID}} {{.Name}}").splitlines()
+    return {sid: name for sid, _, name in (line.partition(" ") for line in lines) if name}
+
+
+def image_without_digest(image: str) -> str:
+    return image.split("@", 1)[0]
+
+
+# --- placement ---------------------------------------------------------------------------
+
+@dataclass
+class Placement:
+    """Constraints per service (empty: anywhere) and what montero tells the user about them."""
+
+    constraints: dict[str, list[str]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    edge_nodes: int = 1
+
+
+def _one(found: Sequence[Node], label: str, what: str) -> Node:
+    if len(found) == 1:
+        return found[0]
+    names = ", ".join(n.name for n in found)
+    if not found:
+        raise UsageError(
+            f"no node is labelled {label}=true: on several nodes {what} must stay on one node, "
+            "where its volume is",
+            hint=f"label the node that keeps its data: `docker node update --label-add {label}=true NODE`",
+        )
+    raise UsageError(f"{len(found)} nodes are labelled {label}=true ({names}): {what} needs exactly one",
+                     hint=f"`docker node update --label-rm {label} NODE` on all but one")
+
+
+def plan_placement(all_nodes: Sequence[Node], postgres: bool) -> Placement:
+    """Where each service may run. One node: anywhere. Several: by the montero.* labels.
+
+    SQLite is one file on one node's volume: replicas on two nodes would each write their own
+    database and users would see different data depending on the replica. So on several
+    nodes the app either uses PostgreSQL (and spreads) or is pinned to the montero.sqlite node.
+    """
+    placement = Placement()
+    if len(all_nodes) <= 1:
+        return placement
+    by = {label: [n for n in all_nodes if n.has(label)] for label in (EDGE, REDIS, POSTGRES, SQLITE)}
+    redis = _one(by[REDIS], REDIS, "Redis")
+    placement.constraints["redis"] = [f"node.labels.{REDIS}==true"]
+    placement.notes.append(f"redis on {redis.name} ({REDIS}=true)")
+    if not by[EDGE]:
+        raise UsageError(
+            f"no node is labelled {EDGE}=true: nginx publishes 80/443 in host mode on the edge node(s)",
+            hint=f"label the node(s) your DNS points at: `docker node update --label-add {EDGE}=true NODE`",
+        )
+    placement.constraints["nginx"] = [f"node.labels.{EDGE}==true"]
+    placement.edge_nodes = len(by[EDGE])
+    placement.notes.append(f"nginx on {', '.join(n.name for n in by[EDGE])} ({EDGE}=true, host-mode ports)")
+    if postgres:
+        pg = _one(by[POSTGRES], POSTGRES, "PostgreSQL")
+        placement.constraints["postgres"] = [f"node.labels.{POSTGRES}==true"]
+        placement.notes.append(f"postgres on {pg.name} ({POSTGRES}=true); the app spreads over every node")
+        return placement
+    if not by[SQLITE]:
+        raise UsageError(
+            f"this swarm has {len(all_nodes)} nodes and the app uses SQLite: replicas on different nodes "
+            "would each write their own database file",
+            hint=f"spread the app with PostgreSQL (`--profile postgres`), or pin it to one node: "
+                 f"`docker node update --label-add {SQLITE}=true NODE`",
+        )
+    pinned = _one(by[SQLITE], SQLITE, "the SQLite app")
+    placement.constraints["app"] = [f"node.labels.{SQLITE}==true"]
+    placement.notes.append(f"app pinned to {pinned.name} ({SQLITE}=true): SQLite is one file on one node")
+    return placement
+
+
+# --- convergence and failure reasons ------------------------------------------------------
+
+_SPEC_KEYS = ("Image", "Env", "Args", "Command", "Labels")
+
+
+def running_on_spec(service: dict[str, Any], all_tasks: Sequence[Task]) -> int:
+    """Running tasks of SERVICE (an inspect dict) that run its current spec, not a previous one.
+
+    Right after `docker stack deploy` the swarm still shows the old tasks (and no update
+    status yet): counting only tasks on the new spec is what makes the wait honest.
+    """
+    name = service["Spec"]["Name"]
+    template = service["Spec"]["TaskTemplate"]
+    want = {k: (template.get("ContainerSpec") or {}).get(k) for k in _SPEC_KEYS}
+    return sum(1 for t in all_tasks if t.service == name and t.state == "running" and t.desired == "running"
+               and {k: (t.spec.get("ContainerSpec") or {}).get(k) for k in _SPEC_KEYS} == want
+               and t.spec.get("ForceUpdate", 0) == template.get("ForceUpdate", 0))
+
+
+def failure_reason(client: DockerClient, service: str, all_tasks: Sequence[Task], since: str = "",
+                   log_lines: int = 12) -> list[str]:
+    """Why tasks of SERVICE failed since SINCE: the task's error and its last log lines.
+
+    Read through the manager (`docker service logs TASK`), so it works for a task on any node
+    that is still reachable.
+    """
+    failed = [t for t in all_tasks if t.service == service and t.timestamp >= since
+              and (t.state in FAILED_STATES or (t.error and t.state not in ("running", "complete")))]
+    if not failed:
+        return []
+    task = failed[0]
+    lines = [f"task {task.id[:12]} ({task.state}): {task.error or task.message}"]
+    # Not --raw: with --raw, --tail prints nothing (docker 20.10). Each line is "name@node | text";
+    # the task's stderr arrives on ours, so both streams are read together.
+    cmd = client.client_config.docker_cmd + ["service", "logs", "--no-trunc", "--tail", str(log_lines), task.id]
+    try:
+        logs = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=30,
+                              check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        logs = ""
+    lines += [f"  {line.partition(' | ')[2] or line}" for line in logs.splitlines()[-log_lines:] if line.strip()]
+    return lines
