@@ -227,11 +227,20 @@ def root(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Print the underlying docker commands and their full output.")
     ] = False,
+    context: Annotated[
+        str | None,
+        typer.Option("--context", help="Docker context to use (e.g. a swarm manager), like `docker --context`."),
+    ] = None,
     version: Annotated[
         bool | None,
         typer.Option("--version", callback=_version_callback, is_eager=True, help="Show montero's version and exit."),
     ] = None,
 ) -> None:
+    if context:
+        import os
+
+        # Every docker and compose process montero starts inherits it (DOCKER_HOST works the same way).
+        os.environ["DOCKER_CONTEXT"] = context
     ctx.obj = State(project_dir=project_dir, env_file=env_file, project_name=project_name, debug=debug, verbose=verbose)
 
 

@@ -60,6 +60,16 @@ def _stack(ctx: typer.Context, what: str) -> Stack:
         return NoStack()
 
 
+SwarmStackOption = Annotated[str | None, typer.Option(
+    "--stack", help="postgres only: the swarm stack whose PostgreSQL to use (through DOCKER_HOST / --context).")]
+
+
+def _swarm_postgres_only(what: What, stack: str | None) -> None:
+    if stack and what is not What.postgres:
+        raise UsageError(f"--stack works with postgres only, not {what.value}",
+                         hint=f"e.g. `montero backup postgres --stack {stack}`")
+
+
 def _refuse_sqlite_on_postgres(ctx: typer.Context, what: What) -> None:
     """A stack started on PostgreSQL (profile postgres) keeps its data there: backing up or
     restoring ./data's SQLite file would handle a stale file and look like success."""
@@ -100,6 +110,7 @@ def backup(
     compress: Annotated[bool, typer.Option("--compress", help="gzip the database copy.")] = False,
     folder: DirOption = None,
     push: Annotated[bool, typer.Option("--push", help="Then send it to the offsite repository.")] = False,
+    swarm_stack: SwarmStackOption = None,
     json: JsonOption = False,
 ) -> None:
     """Back up SQLite and/or Redis while the app keeps running; verified before it counts.
@@ -112,12 +123,15 @@ def backup(
     from montero_ops.services.backups.stack import NoStack
 
     project = get_state(ctx).project()
-    _refuse_sqlite_on_postgres(ctx, what)
+    _swarm_postgres_only(what, swarm_stack)
+    if not swarm_stack:
+        _refuse_sqlite_on_postgres(ctx, what)
     with locked(ctx, "backup"):
         if what is What.postgres:
             from montero_ops.services import backup_postgres
 
-            path, manifest = backup_postgres.create(project, _backups_dir(ctx, folder), progress=info)
+            path, manifest = backup_postgres.create(project, _backups_dir(ctx, folder), progress=info,
+                                                    stack=swarm_stack)
         else:
             # A SQLite backup reads the bind-mounted file directly: it needs no Docker at all.
             stack = NoStack() if what is What.sqlite else _stack(ctx, what.value)
@@ -282,6 +296,7 @@ def restore(
                           "or 'latest'.")] = None,
     yes: YesOption = False,
     folder: DirOption = None,
+    swarm_stack: SwarmStackOption = None,
     json: JsonOption = False,
 ) -> None:
     """Restore a verified backup; a safety backup is taken first and put back on any failure.
@@ -307,16 +322,18 @@ def restore(
     elif not ref and not latest:
         raise UsageError("say which backup: an ID, a path, or --latest", hint="see `montero backups list`")
     with locked(ctx, "restore"):
-        _restore(ctx, what, ref, latest, from_offsite, yes, folder, json, to_time)
+        _restore(ctx, what, ref, latest, from_offsite, yes, folder, json, to_time, swarm_stack)
 
 
 def _restore(ctx: typer.Context, what: What, ref: str | None, latest: bool, from_offsite: bool, yes: bool,
-             folder: Path | None, json: bool, to_time: str | None = None) -> None:
+             folder: Path | None, json: bool, to_time: str | None = None, swarm_stack: str | None = None) -> None:
     from montero_ops.output import info, print_json, success
     from montero_ops.services.backups import find_backup, plan_restore, run_restore
 
     project = get_state(ctx).project()
-    _refuse_sqlite_on_postgres(ctx, what)
+    _swarm_postgres_only(what, swarm_stack)
+    if not swarm_stack:
+        _refuse_sqlite_on_postgres(ctx, what)
     root = _backups_dir(ctx, folder)
     if to_time is not None:
         from montero_ops.commands.replication import fetch_for_restore as from_replica
@@ -341,7 +358,7 @@ def _restore(ctx: typer.Context, what: What, ref: str | None, latest: bool, from
 
         _confirm_or_refuse(yes, f"Restore {path.name}, replacing the PostgreSQL database?",
                            f"restore would replace the PostgreSQL database with backup {path.name}; pass --yes")
-        safety = backup_postgres.restore(project, path, root, progress=info)
+        safety = backup_postgres.restore(project, path, root, progress=info, stack=swarm_stack)
         if json:
             print_json({"backup": path.name, "restored": ["postgres"], "safety_backup": safety.name})
             return

@@ -27,6 +27,9 @@ def doctor(
         float,
         typer.Option("--timeout", min=1, help="Seconds each Docker call may take; a hung check becomes a finding."),
     ] = 8.0,
+    swarm: Annotated[bool, typer.Option(
+        "--swarm", help="Check the swarm instead (nodes, services, tasks), through DOCKER_HOST / --context.")] = False,
+    stack: Annotated[str, typer.Option("--stack", "-s", help="With --swarm: the stack to check.")] = "montero",
 ) -> None:
     """Diagnose the stack: Docker, ports, disk, configuration, health, data; exit 1 when a check fails.
 
@@ -35,6 +38,18 @@ def doctor(
     from montero_ops.output import print_json
     from montero_ops.services.doctor import apply_repairs, run_doctor
 
+    if swarm:
+        from montero_ops.services.doctor import Report
+        from montero_ops.services.doctor.swarm import check_swarm
+
+        report = Report(check_swarm(get_state(ctx).client(), stack))
+        if json:
+            print_json(report.to_list())
+        else:
+            _render(report)
+        if not report.ok:
+            raise typer.Exit(1)
+        return
     project = get_state(ctx).project()
     report = run_doctor(project, production=production, timeout=timeout)
     if fix:

@@ -18,6 +18,8 @@ def logs(
     since: Annotated[str | None, typer.Option("--since", help="Since a timestamp or a duration (10m).")] = None,
     until: Annotated[str | None, typer.Option("--until", help="Until a timestamp or a duration.")] = None,
     timestamps: Annotated[bool, typer.Option("--timestamps", "-t", help="Show timestamps.")] = False,
+    stack: Annotated[str | None, typer.Option(
+        "--stack", "-s", help="A swarm stack's services instead (docker service logs, any node's tasks).")] = None,
 ) -> None:
     """Show the stack's logs, streaming lines as they arrive.
 
@@ -31,6 +33,9 @@ def logs(
         raise UsageError(f"invalid --tail '{tail}': expected a number or 'all'")
     service.check_time("--since", since)
     service.check_time("--until", until)
+    if stack:
+        _swarm_logs(ctx, stack, services or [], follow, tail, since, until, timestamps)
+        return
     from montero_ops.client import compose_base_cmd, require_docker_cli
     from montero_ops.services.stack import current_variant
 
@@ -60,6 +65,33 @@ def logs(
             from montero_ops.errors import DockerUnavailable
 
             raise DockerUnavailable("the Docker Compose v2 plugin is missing", hint=COMPOSE_HINT)
+        raise typer.Exit(code)
+
+
+def _swarm_logs(ctx: typer.Context, stack: str, services: list[str], follow: bool, tail: str | None,
+                since: str | None, until: str | None, timestamps: bool) -> None:
+    from montero_ops.client import require_docker_cli
+    from montero_ops.errors import UsageError
+    from montero_ops.services import logs as service
+
+    require_docker_cli()
+    if until:
+        raise UsageError("--until does not apply to a swarm service's logs", hint="use --since and --tail")
+    defined = service.stack_services(stack)
+    if not defined:
+        raise UsageError(f"no stack named {stack!r} on this swarm", hint="see `montero swarm status --stack NAME`")
+    unknown = [s for s in services if s not in defined]
+    if unknown:
+        raise UsageError(f"no service named {', '.join(unknown)} in stack {stack} (services: {', '.join(defined)})",
+                         hint="pick one of those, or leave it out for all of them")
+    chosen = services or defined
+    if follow and len(chosen) != 1:
+        raise UsageError("--follow on a swarm follows one service", hint=f"e.g. montero logs --stack {stack} app -f")
+    code = 0
+    for cmd in service.service_logs_cmds(stack, chosen, follow, tail, since, timestamps):
+        print_verbose(get_state(ctx).verbose, cmd)
+        code = (service.follow(cmd) if follow else service.show(cmd)) or code
+    if code:
         raise typer.Exit(code)
 
 

@@ -21,6 +21,7 @@ import json
 import secrets
 import shutil
 import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,27 +46,64 @@ class PgTarget:
     project: Project  # the variant with the postgres profile (its compose files)
     user: str
     database: str
+    stack: str | None = None  # a swarm stack: the tools run in a one-off container on its network
+    image: str = ""
+    password: str = ""
 
 
-def target(project: Project) -> PgTarget:
+def target(project: Project, stack: str | None = None) -> PgTarget:
     from montero_ops.services.backups.sqlite_db import read_env_file
     from montero_ops.services.stack import POSTGRES_PROFILE, with_profiles
 
     env = read_env_file(project.env_file) if project.env_file.is_file() else {}
     user = env.get("POSTGRES_USER") or "montero"
-    return PgTarget(with_profiles(project, [POSTGRES_PROFILE]), user, env.get("POSTGRES_DB") or user)
+    t = PgTarget(with_profiles(project, [POSTGRES_PROFILE]), user, env.get("POSTGRES_DB") or user)
+    if stack:
+        t.stack, t.password = stack, env.get("POSTGRES_PASSWORD", "")
+        t.image = _swarm_image(stack)
+    return t
+
+
+def _swarm_image(stack: str) -> str:
+    """The image (by digest) the stack's postgres service runs: its pg_dump matches the server."""
+    from montero_ops.client import DEFAULT_CLIENT_CALL
+
+    done = subprocess.run([*DEFAULT_CLIENT_CALL, "service", "inspect", f"{stack}_postgres", "--format",
+                           "{{.Spec.TaskTemplate.ContainerSpec.Image}}"], capture_output=True, text=True, check=False)
+    if done.returncode != 0 or not done.stdout.strip():
+        raise CommandFailed(f"stack {stack} has no postgres service on this swarm",
+                            hint="deploy it with `montero swarm deploy --profile postgres`; point montero at a "
+                                 "manager (DOCKER_HOST or --context)")
+    return done.stdout.strip()
+
+
+def _command(t: PgTarget, args: list[str], service: str) -> tuple[list[str], dict[str, str] | None]:
+    """One host: `compose exec` in the container. A swarm: the server may be on any node, so
+    the tool runs in a one-off container on the manager, on the stack's (attachable) network,
+    and reaches `postgres` by its service name. The password travels in the environment of
+    that process only (`-e PGPASSWORD` names it, never a command line)."""
+    from montero_ops.client import DEFAULT_CLIENT_CALL, compose_base_cmd
+
+    if t.stack is None:
+        return compose_base_cmd(t.project) + ["exec", "-T", service, *args], None
+    import os
+
+    cmd = [*DEFAULT_CLIENT_CALL, "run", "--rm", "-i", "--log-driver", "none", "--no-healthcheck",
+           "--network", f"{t.stack}_default", "-e", "PGPASSWORD", "--entrypoint", args[0], t.image,
+           "-h", "postgres", *args[1:]]
+    return cmd, {**os.environ, "PGPASSWORD": t.password}
 
 
 def _exec(t: PgTarget, args: list[str], stdin: Any = None, stdout: Any = subprocess.PIPE,
           service: str = "postgres") -> subprocess.CompletedProcess[bytes]:
-    from montero_ops.client import compose_base_cmd
-
-    cmd = compose_base_cmd(t.project) + ["exec", "-T", service, *args]
-    done = subprocess.run(cmd, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, check=False)
+    cmd, env = _command(t, args, service)
+    done = subprocess.run(cmd, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, check=False, env=env)
     if done.returncode != 0:
         err = done.stderr.decode(errors="replace").strip().splitlines()
-        raise CommandFailed(f"`{' '.join(args[:2])}` in {service} failed: {err[-1] if err else done.returncode}",
-                            hint="is the stack up with `--profile postgres`? (`montero ps`)")
+        where = f"stack {t.stack}" if t.stack else service
+        raise CommandFailed(f"`{' '.join(args[:2])}` in {where} failed: {err[-1] if err else done.returncode}",
+                            hint="is the stack up with `--profile postgres`? (`montero ps`, or "
+                                 "`montero swarm status` on a swarm)")
     return done
 
 
@@ -88,7 +126,7 @@ def _scratch_stats(t: PgTarget, dump: Path) -> dict[str, Any]:
 
 
 def create(project: Project, backups_dir: Path, label: str = "manual",
-           progress: Progress = lambda _m: None) -> tuple[Path, Any]:
+           progress: Progress = lambda _m: None, stack: str | None = None) -> tuple[Path, Any]:
     from montero_ops.services.backups.manifest import (
         FileEntry,
         Manifest,
@@ -98,7 +136,7 @@ def create(project: Project, backups_dir: Path, label: str = "manual",
         write_manifest,
     )
 
-    t = target(project)
+    t = target(project, stack)
     backups_dir.mkdir(parents=True, exist_ok=True)
     when = utc_now()
     work = backups_dir / f".tmp-pg-{secrets.token_hex(4)}"
@@ -129,7 +167,7 @@ def create(project: Project, backups_dir: Path, label: str = "manual",
         raise
 
 
-def verify(project: Project, folder: Path) -> dict[str, Any]:
+def verify(project: Project, folder: Path, stack: str | None = None) -> dict[str, Any]:
     """Checksums (shared manifest), then a scratch restore matching the recorded counts and revision."""
     from montero_ops.services.backups.verify import check_backup
 
@@ -137,27 +175,24 @@ def verify(project: Project, folder: Path) -> dict[str, Any]:
     if "postgres" not in manifest.contents:
         raise UsageError(f"backup {folder.name} holds no PostgreSQL dump", hint="see `montero backups list`")
     meta: dict[str, Any] = json.loads((folder / META_NAME).read_text())
-    stats = _scratch_stats(target(project), folder / DUMP_NAME)
+    stats = _scratch_stats(target(project, stack), folder / DUMP_NAME)
     if stats["tables"] != meta["tables"] or stats["revision"] != meta["revision"]:
         raise UsageError(f"backup {folder.name}: the dump's rows or revision differ from its manifest")
     return meta
 
 
 def restore(project: Project, folder: Path, backups_dir: Path, progress: Progress = lambda _m: None,
-            timeout: float = 180) -> Path:
+            timeout: float = 180, stack: str | None = None) -> Path:
     """Returns the safety backup's folder. The live database is swapped atomically."""
-    from montero_ops.client import compose_base_cmd
-
-    t = target(project)
+    t = target(project, stack)
     progress(f"verifying {folder.name}")
-    verify(project, folder)
+    verify(project, folder, stack)
     progress("taking a safety backup of the current database")
-    safety, _ = create(project, backups_dir, label="safety", progress=progress)
+    safety, _ = create(project, backups_dir, label="safety", progress=progress, stack=stack)
     staged = f"montero_restore_{secrets.token_hex(4)}"
     old = f"{t.database}_before_{secrets.token_hex(4)}"
-    base = compose_base_cmd(t.project)
     progress("stopping the app")
-    subprocess.run(base + ["stop", "app"], capture_output=True, check=False)
+    start_app = _stop_app(t)
     try:
         _psql(t, f'CREATE DATABASE "{staged}"', "postgres")
         with (folder / DUMP_NAME).open("rb") as fh:
@@ -173,12 +208,50 @@ def restore(project: Project, folder: Path, backups_dir: Path, progress: Progres
         raise
     finally:
         progress("starting the app")
-        started = subprocess.run(base + ["start", "app"], capture_output=True, text=True, check=False)
-        if started.returncode != 0:
-            raise CommandFailed("the app did not start again: " + (started.stderr.strip().splitlines() or ["?"])[-1],
-                                hint="`montero up --profile postgres`; the database itself is consistent")
-        _wait_app(t.project, timeout)
+        start_app(timeout)
     return safety
+
+
+def _stop_app(t: PgTarget) -> Callable[[float], None]:
+    """Stop the app; returns what starts it again (and waits until it is healthy)."""
+    from montero_ops.client import DEFAULT_CLIENT_CALL, compose_base_cmd
+
+    if t.stack is None:
+        base = compose_base_cmd(t.project)
+        subprocess.run(base + ["stop", "app"], capture_output=True, check=False)
+
+        def start(timeout: float) -> None:
+            started = subprocess.run(base + ["start", "app"], capture_output=True, text=True, check=False)
+            if started.returncode != 0:
+                raise CommandFailed("the app did not start again: " + (started.stderr.strip().splitlines() or ["?"])[-1],
+                                    hint="`montero up --profile postgres`; the database itself is consistent")
+            _wait_app(t.project, timeout)
+        return start
+    # A swarm: scale the app to 0 (its tasks on every node stop), then back to what it was.
+    service = f"{t.stack}_app"
+    docker = [*DEFAULT_CLIENT_CALL, "service"]
+    shown = subprocess.run(docker + ["inspect", service, "--format", "{{.Spec.Mode.Replicated.Replicas}}"],
+                           capture_output=True, text=True, check=False)
+    replicas = shown.stdout.strip() if shown.returncode == 0 and shown.stdout.strip().isdigit() else "1"
+    subprocess.run(docker + ["scale", "--detach", f"{service}=0"], capture_output=True, check=False)
+
+    def start_swarm(timeout: float) -> None:
+        scaled = subprocess.run(docker + ["scale", "--detach", f"{service}={replicas}"], capture_output=True,
+                                text=True, check=False)
+        if scaled.returncode != 0:
+            raise CommandFailed(f"{service} did not scale back to {replicas}: "
+                                + (scaled.stderr.strip().splitlines() or ["?"])[-1],
+                                hint=f"`docker service scale {service}={replicas}`; the database itself is consistent")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ls = subprocess.run(docker + ["ls", "--filter", f"name={service}", "--format", "{{.Name}} {{.Replicas}}"],
+                                capture_output=True, text=True, check=False).stdout.split()
+            if ls[:2] == [service, f"{replicas}/{replicas}"]:
+                return
+            time.sleep(2)
+        raise CommandFailed(f"{service} is not back at {replicas} healthy replicas after {timeout:g}s",
+                            hint=f"`montero doctor --swarm --stack {t.stack}`; the database itself is consistent")
+    return start_swarm
 
 
 def _wait_app(project: Project, timeout: float) -> None:

@@ -60,6 +60,43 @@ def logs_cmd(
     return cmd + services
 
 
+def service_logs_cmds(
+    stack: str,
+    services: list[str],
+    follow: bool = False,
+    tail: str | None = None,
+    since: str | None = None,
+    timestamps: bool = False,
+) -> list[list[str]]:
+    """`docker service logs` per swarm service (it takes one at a time); the manager gathers
+    each task's lines from whichever node runs it. SERVICES are short names (app, nginx)."""
+    from montero_ops.client import DEFAULT_CLIENT_CALL
+
+    options = ["--follow"] if follow else []
+    if tail is not None:
+        options += ["--tail", tail]
+    if since:
+        options += ["--since", since]
+    if timestamps:
+        options.append("--timestamps")
+    return [[*DEFAULT_CLIENT_CALL, "service", "logs", *options, f"{stack}_{name}"] for name in services]
+
+
+def stack_services(stack: str) -> list[str]:
+    """Short names of the stack's services, [] when there is no such stack."""
+    from montero_ops.client import DEFAULT_CLIENT_CALL
+
+    done = subprocess.run([*DEFAULT_CLIENT_CALL, "service", "ls", "--filter", f"label=com.docker.stack.namespace={stack}",
+                           "--format", "{{.Name}}"], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        from montero_ops.errors import CommandFailed
+
+        lines = done.stderr.strip().splitlines()
+        raise CommandFailed(f"`docker service ls` failed: {lines[-1] if lines else done.returncode}",
+                            hint="point montero at a swarm manager (DOCKER_HOST or --context)")
+    return sorted(name.removeprefix(f"{stack}_") for name in done.stdout.split())
+
+
 def show(cmd: list[str]) -> int:
     return subprocess.call(cmd)
 
