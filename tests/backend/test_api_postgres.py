@@ -1,89 +1,17 @@
-"""PostgreSQL through DATABASE_URL (psycopg 3): migrations and the API on a throwaway local server.
+"""PostgreSQL through DATABASE_URL (psycopg 3): migrations and the API on a throwaway local server
+(conftest.py's postgres_url; the fuzz tests also run on it).
 
 Skips, saying why, where no PostgreSQL server binaries are installed (Debian: apt-get install postgresql).
 """
 
 from __future__ import annotations
 
-import glob
-import os
-import pwd
-import shutil
-import subprocess
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from alembic import command
-from api_helpers import ADMIN_EMAIL, ADMIN_PASSWORD, create_admin, free_port, login
+from api_helpers import ADMIN_EMAIL, ADMIN_PASSWORD, create_admin, login
 from montero_api import create_app
 from test_api_migrations import alembic_config
-
-
-def _pg_bin() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    return Path(found[-1]).parent if found else None
-
-
-@pytest.fixture(scope="module")
-def postgres_url() -> Iterator[str]:
-    bindir = _pg_bin()
-    if bindir is None:
-        pytest.skip("no PostgreSQL server binaries (/usr/lib/postgresql/*/bin); apt-get install postgresql")
-    as_user: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses to run as root
-        try:
-            pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("running as root and there is no 'postgres' user to run the server as")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    # Directly under /tmp: pytest's own temp root is private to root, which the postgres user cannot enter.
-    base = Path(tempfile.mkdtemp(prefix="montero-pg-"))
-    if as_user:
-        postgres = pwd.getpwnam("postgres")
-        os.chown(base, postgres.pw_uid, postgres.pw_gid)
-    data = base / "data"
-    port = free_port()
-    subprocess.run(
-        [*as_user, str(bindir / "initdb"), "-D", str(data), "-U", "montero", "--auth=trust", "-E", "UTF8"],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    subprocess.run(
-        [
-            *as_user,
-            str(bindir / "pg_ctl"),
-            "-D",
-            str(data),
-            "-w",
-            "-l",
-            str(base / "pg.log"),
-            "-o",
-            f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off",
-            "start",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    try:
-        subprocess.run(
-            [*as_user, str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "montero", "montero"],
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
-        yield f"postgresql://montero@127.0.0.1:{port}/montero"
-    finally:
-        subprocess.run(
-            [*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_migrations_and_api_on_postgres(postgres_url: str, tmp_path: Path, redis_url: str) -> None:
