@@ -89,6 +89,9 @@ class Settings:
     LOG_LEVEL: str = "INFO"
     TZ: str = "America/Bogota"
     RATELIMIT_STORAGE_URL: str | None = None
+    # Redis's requirepass (`montero env init` generates it). Put into RATELIMIT_STORAGE_URL when that URL
+    # carries no password of its own, so a .env from before the password keeps `redis://redis:6379/0`.
+    REDIS_PASSWORD: str | None = None
     # Operational knobs beyond the issue's list; defaults suit the container.
     LOG_DIR: str = "/app/logs"
     # The gunicorn master rotates montero-api.log past LOG_MAX_BYTES, keeping LOG_BACKUPS old files.
@@ -132,6 +135,9 @@ class Settings:
                 continue  # plain Flask config keys (TESTING, ...) are applied by the factory
             field_type = next(f.type for f in dataclasses.fields(cls) if f.name == name)
             values[name] = _convert(field_type, value) if isinstance(value, str) else value
+        url, password = values.get("RATELIMIT_STORAGE_URL"), values.get("REDIS_PASSWORD")
+        if url and password:
+            values["RATELIMIT_STORAGE_URL"] = with_redis_password(url, password)
         settings = cls(**values)
         settings.validate()
         return settings
@@ -157,13 +163,23 @@ class Settings:
             value = getattr(self, field.name)
             if value and any(word in field.name for word in ("SECRET", "PASSWORD", "TOKEN")):
                 value = "***"
-            elif field.name == "DATABASE_URL" and isinstance(value, str) and "@" in value:
+            elif field.name in ("DATABASE_URL", "RATELIMIT_STORAGE_URL") and isinstance(value, str) and "@" in value:
                 scheme, _, rest = value.partition("://")
                 creds, _, host = rest.rpartition("@")
                 user = creds.split(":", 1)[0]
                 value = f"{scheme}://{user}:***@{host}"
             out[field.name] = value
         return out
+
+
+def with_redis_password(url: str, password: str) -> str:
+    """redis://redis:6379/0 + pw -> redis://:pw@redis:6379/0; a URL that names its own credentials is kept."""
+    from urllib.parse import quote
+
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("redis", "rediss") or "@" in rest.split("/", 1)[0]:
+        return url
+    return f"{scheme}://:{quote(password, safe='')}@{rest}"
 
 
 def _convert(field_type: Any, raw: str) -> Any:

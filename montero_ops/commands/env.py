@@ -21,7 +21,7 @@ def init(
     ctx: typer.Context,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing .env.")] = False,
 ) -> None:
-    """Create .env from .env.example with a generated SECRET_KEY (mode 0600).
+    """Create .env from .env.example with a generated SECRET_KEY and REDIS_PASSWORD (mode 0600).
 
     Example: montero env init
     """
@@ -29,7 +29,7 @@ def init(
     from montero_ops.services import envfile
 
     path = envfile.init(get_state(ctx).project(), force=force)
-    success(f"created {path} with a new SECRET_KEY (mode 600)")
+    success(f"created {path} with a new SECRET_KEY and REDIS_PASSWORD (mode 600)")
 
 
 @env_app.command()

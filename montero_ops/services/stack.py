@@ -102,6 +102,23 @@ def _stamp(client: DockerClient) -> None:
         stamp_sources(Path(root))
 
 
+def _prepare_redis_volume(client: DockerClient) -> None:
+    """Redis runs non-root: its volume must be its user's before it starts (services/redis_volume.py)."""
+    from python_on_whales.exceptions import DockerException
+
+    from montero_ops.services import redis_volume
+
+    name = client.client_config.compose_project_name
+    if not name:
+        return
+    try:
+        config = client.compose.config(return_json=True)
+    except (DockerException, ValueError):
+        return  # compose up reports a broken compose file itself, in its own words
+    if isinstance(config, dict):
+        redis_volume.prepare(client, config, name)
+
+
 def build(client: DockerClient, services: list[str], no_cache: bool = False) -> None:
     _stamp(client)
     client.compose.build(services=services or None, cache=not no_cache)
@@ -124,6 +141,7 @@ def prepare_dirs(project: Project) -> None:
 
 def up(client: DockerClient, build: bool = False, scales: dict[str, int] | None = None) -> None:
     _stamp(client)  # compose builds a missing image even without --build
+    _prepare_redis_volume(client)
     client.compose.up(detach=True, build=build, scales=scales or {})
 
 

@@ -171,7 +171,13 @@ def test_redis_and_nginx(compose: dict[str, Any]) -> None:
     command = " ".join(redis["command"])
     assert "redis-server --appendonly yes --maxmemory 256mb --maxmemory-policy allkeys-lru" in command
     assert redis["volumes"] == ["redis-data:/data"] and "redis-data" in compose["volumes"]
-    assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+    assert redis["healthcheck"]["test"][0] == "CMD-SHELL" and "redis-cli ping" in redis["healthcheck"]["test"][1]
+    # Issue 21.3: non-root, read-only, no capabilities, a password from the environment, never published.
+    assert redis["user"] == "redis" and redis["read_only"] is True and redis["cap_drop"] == ["ALL"]
+    assert "cap_add" not in redis and "ports" not in redis
+    assert '--requirepass "$$REDIS_PASSWORD" --protected-mode yes' in command
+    assert redis["environment"]["REDIS_PASSWORD"] == "${REDIS_PASSWORD:-}"
+    assert compose["services"]["app"]["environment"]["REDIS_PASSWORD"] == "${REDIS_PASSWORD:-}"
     nginx = compose["services"]["nginx"]
     assert nginx["profiles"] == ["production"]
     assert "./docker/nginx/nginx.conf:/etc/nginx/nginx.conf:ro" in nginx["volumes"]

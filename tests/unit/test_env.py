@@ -17,9 +17,12 @@ def test_init_creates_env_with_a_strong_key_mode_600(cli, project: Path) -> None
     assert result.exit_code == 0, result.output
     env = project / ".env"
     lines = env.read_text().splitlines()
-    assert lines[0] == "# comment" and lines[2:] == ["FLASK_ENV=production", "MAIL_PASSWORD="]
+    assert lines[0] == "# comment" and lines[2:4] == ["FLASK_ENV=production", "MAIL_PASSWORD="]
     key = lines[1].removeprefix("SECRET_KEY=")
     assert len(key) == 64 and int(key, 16) >= 0
+    # Issue 21 point 3: Redis gets a generated password too (appended when the template lacks it).
+    assert lines[4].startswith("REDIS_PASSWORD=") and len(lines[4].removeprefix("REDIS_PASSWORD=")) == 48
+    assert lines[4].removeprefix("REDIS_PASSWORD=") not in result.output  # never printed
     assert stat.S_IMODE(env.stat().st_mode) == 0o600
     assert cli("env", "check").exit_code == 0
 
@@ -39,7 +42,8 @@ def test_init_never_overwrites_without_force(cli, project: Path) -> None:
 
 def test_init_without_example_writes_a_minimal_env(cli, project: Path) -> None:
     assert cli("env", "init").exit_code == 0
-    assert (project / ".env").read_text().splitlines()[-1].startswith("SECRET_KEY=")
+    lines = (project / ".env").read_text().splitlines()
+    assert lines[1].startswith("SECRET_KEY=") and len(lines[2].removeprefix("REDIS_PASSWORD=")) == 48
 
 
 def test_check_reports_placeholder_short_and_missing(cli, project: Path) -> None:
