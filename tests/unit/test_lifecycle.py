@@ -9,6 +9,10 @@ from python_on_whales.exceptions import DockerException
 from tests.unit.conftest import DockerCalls, FakeEngine, compose_prefix, container
 
 
+def _runs(docker: DockerCalls) -> list[list[str]]:
+    """The calls that act; `up` first reads `compose config` (the Redis volume's owner, services/redis_volume.py)."""
+    return [c for c in docker.calls if "config" not in c[-3:]]
+
 def test_build_all_without_cache(cli, docker: DockerCalls, prefix: list[str]) -> None:
     result = cli("build", "--no-cache")
     assert result.exit_code == 0, result.output
@@ -27,7 +31,9 @@ def test_up_waits_for_health(cli, docker: DockerCalls, engine: FakeEngine, prefi
     ]
     result = cli("up", "--build")
     assert result.exit_code == 0, result.output
-    assert docker.calls == [prefix + ["up", "--build", "--detach"]]
+    # Before `up`, the compose config is read once (the Redis volume goes to the redis user first).
+    assert _runs(docker) == [prefix + ["up", "--build", "--detach"]]
+    assert docker.calls[-1] == prefix + ["up", "--build", "--detach"]
     assert "stack is up: 2 containers, 2 healthy" in result.stderr
     assert "open http://localhost:5000/health" in result.stderr
     assert (project / "data").is_dir() and (project / "logs").is_dir()
@@ -51,7 +57,7 @@ def test_up_env_file_and_scale(cli, docker: DockerCalls, engine: FakeEngine, pro
     (project / ".env").write_text("SECRET_KEY=x\n")
     engine.set(container("app"))
     assert cli("up", "--scale", "app=3").exit_code == 0
-    assert docker.calls == [compose_prefix(project, env_file=True) + ["up", "--detach", "--scale", "app=3"]]
+    assert _runs(docker) == [compose_prefix(project, env_file=True) + ["up", "--detach", "--scale", "app=3"]]
 
 
 def test_up_production_profile_adds_the_production_file(cli, docker: DockerCalls, engine: FakeEngine,
@@ -60,7 +66,7 @@ def test_up_production_profile_adds_the_production_file(cli, docker: DockerCalls
     production.write_text("services: {}\n")
     engine.set(container("app"))
     assert cli("up", "--profile", "production", "--no-wait").exit_code == 0
-    assert docker.calls == [compose_prefix(project, profiles=("production",), files=(production,)) + ["up", "--detach"]]
+    assert _runs(docker) == [compose_prefix(project, profiles=("production",), files=(production,)) + ["up", "--detach"]]
     assert engine.polls == 0
 
 
@@ -70,7 +76,7 @@ def test_up_unhealthy_prints_logs_and_probes(cli, docker: DockerCalls, engine: F
     docker.respond(lambda c: "logs" in c, "boom: cannot import montero_api\nTraceback line\n")
     result = cli("up")
     assert result.exit_code == 1, result.stderr
-    assert docker.calls[1] == prefix + ["logs", "--no-color", "--tail", "30", "--no-log-prefix", "app"]
+    assert _runs(docker)[1] == prefix + ["logs", "--no-color", "--tail", "30", "--no-log-prefix", "app"]
     assert "  boom: cannot import montero_api" in result.stderr
     assert "exit 1: urlopen error [Errno 111] Connection refused" in result.stderr
     assert "Error: service 'app' is unhealthy" in result.stderr
@@ -106,7 +112,7 @@ def test_scale(cli, docker: DockerCalls, engine: FakeEngine, prefix: list[str]) 
     engine.set(container("app", 1), container("app", 2), container("app", 3))
     result = cli("scale", "app=3")
     assert result.exit_code == 0, result.output
-    assert docker.calls == [prefix + ["up", "--detach", "--scale", "app=3"]]
+    assert _runs(docker) == [prefix + ["up", "--detach", "--scale", "app=3"]]
 
 
 def test_down(cli, docker: DockerCalls, engine: FakeEngine, prefix: list[str]) -> None:
@@ -168,7 +174,7 @@ def test_scale_keeps_production_mode(cli, docker: DockerCalls, engine: FakeEngin
     production.write_text("services: {}\n")
     engine.set(container("app"), container("nginx"))
     assert cli("scale", "app=2", "--no-wait").exit_code == 0
-    assert docker.calls == [compose_prefix(project, profiles=("production",), files=(production,))
+    assert _runs(docker) == [compose_prefix(project, profiles=("production",), files=(production,))
                             + ["up", "--detach", "--scale", "app=2"]]
 
 
