@@ -96,7 +96,7 @@ class MonteroGroup(TyperGroup):
             sys.stderr.write("Interrupted.\n")
             raise typer.Exit(ExitCode.INTERRUPTED) from None
         except Exception as exc:
-            if type(exc).__module__.startswith("python_on_whales"):
+            if _is_docker_error(exc):
                 _report_docker(ctx, exc)
             if _state(ctx).debug:
                 raise
@@ -160,6 +160,14 @@ def _report(ctx: Any, exc: BaseException, message: str, hint: str | None, code: 
     raise typer.Exit(code)
 
 
+def _is_docker_error(exc: Exception) -> bool:
+    """python-on-whales' own errors (imported only now: an error is already being reported)."""
+    import python_on_whales
+    from python_on_whales.exceptions import DockerException
+
+    return isinstance(exc, (DockerException, python_on_whales.ClientNotFoundError))
+
+
 def _report_docker(ctx: Any, exc: Exception) -> None:
     """python-on-whales errors: the meaningful stderr line; --verbose adds the command and output."""
     from montero_ops.client import COMPOSE_HINT, DAEMON_HINT
@@ -168,8 +176,11 @@ def _report_docker(ctx: Any, exc: Exception) -> None:
     state = _state(ctx)
     if state.debug:
         raise exc
-    if type(exc).__name__ == "ClientNotFoundError":
-        _report(ctx, exc, "the docker command is not installed", "install Docker or run `montero setup`", 3)
+    import python_on_whales
+
+    if isinstance(exc, python_on_whales.ClientNotFoundError):
+        _report(ctx, exc, "the docker command is not installed", "install Docker or run `montero setup`",
+                ExitCode.DOCKER_UNAVAILABLE)
     line = docker_error_line(exc)
     hint = None
     code: int = ExitCode.FAILED

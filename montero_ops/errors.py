@@ -1,15 +1,25 @@
 """Domain errors: each carries a message, a hint (the fix) and a documented exit code.
 
-Exit codes (documented in the README):
-  0 ok, 1 failed, 2 usage / bad input, 3 Docker or Compose unavailable, 4 project not found,
-  6 another montero command holds the project lock (nothing was changed), 130 interrupted.
+Exit codes (the same table is in the README and docs/cli.md; tests/unit/test_exit_codes.py
+compares the three with ExitCode):
+  0    ok
+  1    failed, or a confirmation answered "no" (nothing was changed)
+  2    usage / bad input (nothing was changed)
+  3    Docker or Compose unavailable
+  4    project not found
+  5    a required external tool is missing (`montero scan`: Trivy)
+  6    another montero command holds the project lock (nothing was changed)
+  130  interrupted
 The CLI turns these, and python-on-whales' DockerException, into one red line on stderr.
 """
 
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from montero_ops.services.stack import FailureReport
 
 
 class ExitCode(IntEnum):
@@ -19,6 +29,7 @@ class ExitCode(IntEnum):
     USAGE = 2
     DOCKER_UNAVAILABLE = 3
     PROJECT_NOT_FOUND = 4
+    TOOL_MISSING = 5  # a required external tool (Trivy for `montero scan`) is not installed
     BUSY = 6  # another state-changing montero command holds the project lock
     INTERRUPTED = 130
 
@@ -83,6 +94,24 @@ class StackNotRunning(MonteroError):
 
 class CommandFailed(MonteroError):
     """A docker/compose (or in-container) command failed; message is its meaningful line."""
+
+
+class ToolMissing(MonteroError):
+    """An external tool a command needs (Trivy for `montero scan`) is not installed."""
+
+    exit_code = ExitCode.TOOL_MISSING
+
+
+class StackUnhealthy(CommandFailed):
+    """A service failed to become healthy; `report` holds the evidence `up` prints."""
+
+    def __init__(self, report: FailureReport) -> None:
+        cause = report.cause
+        super().__init__(
+            f"service '{report.service}' {report.reason}" + (f": {cause}" if cause else ""),
+            hint=f"see the logs above; `montero logs {report.service}` shows more",
+        )
+        self.report = report
 
 
 def docker_error_line(exc: Any) -> str:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from montero_ops.commands._options import JsonOption, YesOption
+from montero_ops.errors import ExitCode
 from montero_ops.state import get_state
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ def doctor(
     else:
         _render(report)
     if not report.ok:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.FAILED)
 
 
 def _confirm(finding: Finding, repair: Repair, yes: bool) -> bool:

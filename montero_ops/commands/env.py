@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from montero_ops.commands._options import JsonOption
+from montero_ops.errors import ExitCode
 from montero_ops.state import get_state
 
 env_app = typer.Typer(
@@ -52,7 +53,7 @@ def check(ctx: typer.Context, json: JsonOption = False) -> None:
         if not errors:
             out.print("[green]✔[/green] .env looks good")
     if errors:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.FAILED)
 
 
 @env_app.command()

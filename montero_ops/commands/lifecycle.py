@@ -10,7 +10,7 @@ import typer
 
 from montero_ops.commands._common import confirm_or_refuse, locked
 from montero_ops.commands._options import YesOption
-from montero_ops.errors import MonteroError
+from montero_ops.errors import ExitCode, MonteroError, StackUnhealthy
 from montero_ops.state import State, get_state
 
 if TYPE_CHECKING:
@@ -85,10 +85,10 @@ def start_and_wait(state: State, project_profiles: list[str], build: bool, scale
     try:
         with spinner(f"waiting for services to be healthy (up to {timeout}s)"):
             states = stack.wait_healthy(engine, project.name, timeout)
-    except stack.StackUnhealthy as exc:
+    except StackUnhealthy as exc:
         report = stack.add_evidence(client, engine, exc.report)
         _print_failure(report)
-        raise stack.StackUnhealthy(report) from exc  # now with the service's own reason
+        raise StackUnhealthy(report) from exc  # now with the service's own reason
     healthy = sum(1 for c in states if c.health == "healthy")
     # Healthy containers on a damaged database are not a healthy stack (issue 22 point 6): the
     # check that gates backups, bounded in time.
@@ -161,7 +161,7 @@ def _down(ctx: typer.Context, volumes: bool, yes: bool) -> None:
                 info(f"  {name}")
             what = f"delete {len(names)} volume(s): {', '.join(names)}"
             if not confirm_or_refuse("Delete them?", what, yes):
-                raise typer.Exit(1)
+                raise typer.Exit(ExitCode.FAILED)
     stack.down(client, volumes=volumes)
     success("stack removed" + (" with its volumes" if volumes else ""))
 

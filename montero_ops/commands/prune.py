@@ -8,6 +8,7 @@ import typer
 
 from montero_ops.commands._common import confirm_or_refuse
 from montero_ops.commands._options import JsonOption, YesOption
+from montero_ops.errors import ExitCode
 from montero_ops.state import get_state
 
 
@@ -44,7 +45,7 @@ def prune(
     what = "prune stopped containers, unused networks, " + ("all unused" if all else "dangling") + " images, build cache"
     what += " and unused volumes" if volumes else ""
     if not confirm_or_refuse(f"{what[0].upper()}{what[1:]}?", what, yes):
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.FAILED)
     run_prune(client, all=all, volumes=volumes)
     success("pruned")
 

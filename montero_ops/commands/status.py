@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from montero_ops.commands._options import JsonOption
+from montero_ops.errors import ExitCode
 from montero_ops.state import get_state
 
 
@@ -69,7 +70,7 @@ def health(ctx: typer.Context, json: JsonOption = False) -> None:
             count = f" ({s.containers} containers)" if s.containers > 1 else ""
             typer.echo(f"{verdict_mark(s.ok)} {s.service:<12} {s.status}{count}")
     if not ok:
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.FAILED)
 
 
 def register(app: typer.Typer) -> None:

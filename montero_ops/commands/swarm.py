@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from montero_ops.commands._options import JsonOption, YesOption
+from montero_ops.errors import ExitCode
 from montero_ops.state import get_state
 
 if TYPE_CHECKING:
@@ -132,7 +133,7 @@ def remove_cmd(ctx: typer.Context, stack: StackOption = "montero", yes: YesOptio
     from montero_ops.services.deploy import remove
 
     if not confirm_or_refuse(f"Remove stack {stack}?", f"remove every service of stack {stack}", yes):
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.FAILED)
     remove(_client(ctx), stack)
     success(f"stack {stack} removed (volumes kept)")
 

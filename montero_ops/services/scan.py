@@ -10,20 +10,15 @@ import shutil
 import subprocess
 from typing import Any
 
-from montero_ops.errors import CommandFailed, MonteroError, UsageError
+from montero_ops.errors import CommandFailed, ToolMissing, UsageError
 from montero_ops.project import Project, configured_app_image
 
-TOOL_MISSING = 5
 SEVERITIES = ("UNKNOWN", "LOW", "MEDIUM", "HIGH", "CRITICAL")
 INSTALL_HINT = (
     "install Trivy (https://trivy.dev/latest/getting-started/installation/), e.g. "
     "`curl -sfL https://raw.githubusercontent.com/aquasecurity/trivy/main/contrib/install.sh "
     "| sh -s -- -b /usr/local/bin`, or on Debian/Ubuntu Aqua's apt repository; then run `montero scan` again"
 )
-
-
-class ToolMissing(MonteroError):
-    exit_code = TOOL_MISSING
 
 
 def app_image(project: Project, compose_config: dict[str, Any] | None = None) -> str:

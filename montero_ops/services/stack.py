@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from montero_ops.engine import Engine
-from montero_ops.errors import CommandFailed, MonteroError, UsageError
+from montero_ops.errors import MonteroError, StackUnhealthy, UsageError
 from montero_ops.project import Project
 from montero_ops.services.status import SERVICE_LABEL, ContainerStatus, container_statuses, health_log
 
@@ -169,16 +169,6 @@ _CAUSE = re.compile(r"error|refus|fatal|denied|not writable|exception", re.IGNOR
 # gunicorn's own shutdown chatter names no cause; the line before it does.
 _NOISE = re.compile(r"Worker failed to boot|Shutting down: Master|Reason: Worker|Traceback|HaltServer"
                     r"|another exception occurred", re.IGNORECASE)
-
-
-class StackUnhealthy(CommandFailed):
-    def __init__(self, report: FailureReport) -> None:
-        cause = report.cause
-        super().__init__(
-            f"service '{report.service}' {report.reason}" + (f": {cause}" if cause else ""),
-            hint=f"see the logs above; `montero logs {report.service}` shows more",
-        )
-        self.report = report
 
 
 def _failed(c: ContainerStatus) -> str | None:
