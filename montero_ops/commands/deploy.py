@@ -14,6 +14,7 @@ import typer
 
 from montero_ops.commands._options import JsonOption, YesOption
 from montero_ops.commands.swarm import OLD_SPELLING, VERBS
+from montero_ops.errors import ExitCode
 from montero_ops.state import get_state
 
 deploy_app = typer.Typer(invoke_without_command=True, no_args_is_help=False)
@@ -45,7 +46,7 @@ def run_deploy(ctx: typer.Context, yes: bool, json: bool, allow_breaking: bool, 
         "(`montero up --profile production`). Deploy with a short gap per replica?",
         f"{command} with a short gap (zero-downtime needs the production profile)", yes,
     ):
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.FAILED)
     with locked(ctx, command):
         if prepare:
             prepare()

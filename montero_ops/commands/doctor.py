@@ -49,7 +49,7 @@ def doctor(
         else:
             _render(report)
         if not report.ok:
-            raise typer.Exit(1)
+            raise typer.Exit(ExitCode.FAILED)
         return
     project = get_state(ctx).project()
     report = run_doctor(project, production=production, timeout=timeout)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from montero_ops.commands._options import JsonOption, YesOption
+from montero_ops.errors import ExitCode
 from montero_ops.state import get_state
 
 if TYPE_CHECKING:
@@ -137,7 +138,7 @@ def rollback(
     if (with_data or rd.needs_production(engine, project)) and target and current and target.id != current.id:
         question = what[0].upper() + what[1:] + "?"
         if not confirm_or_refuse(question, what, yes):
-            raise typer.Exit(1)
+            raise typer.Exit(ExitCode.FAILED)
     try:
         with locked(ctx, "rollback"):
             outcome = rd.rollback(state.client(project), engine, project, release, with_data=with_data,

@@ -14,7 +14,7 @@ import os
 import subprocess
 from collections.abc import Callable
 
-from montero_ops.errors import CommandFailed, MonteroError
+from montero_ops.errors import CommandFailed, MonteroError, ToolMissing
 from montero_ops.project import Project
 
 Progress = Callable[[str], None]
@@ -75,7 +75,7 @@ def scan_release(tag: str, allow_vulnerable: bool, notes: list[str],
     run = scan or scanning.scan
     try:
         run(tag, severity="HIGH,CRITICAL", fail=True)
-    except scanning.ToolMissing:
+    except ToolMissing:
         notes.append("Trivy is not installed: the new release was not scanned (`montero scan` says how to add it)")
         return
     except CommandFailed as exc:
