@@ -244,9 +244,10 @@ def _stop_app(t: PgTarget) -> Callable[[float], None]:
                                 hint=f"`docker service scale {service}={replicas}`; the database itself is consistent")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            ls = subprocess.run(docker + ["ls", "--filter", f"name={service}", "--format", "{{.Name}} {{.Replicas}}"],
-                                capture_output=True, text=True, check=False).stdout.split()
-            if ls[:2] == [service, f"{replicas}/{replicas}"]:
+            # Tasks, not `service ls`'s counter: right after the scale that may still show the old 6/6.
+            ps = subprocess.run(docker + ["ps", service, "--filter", "desired-state=running", "--format",
+                                          "{{.CurrentState}}"], capture_output=True, text=True, check=False)
+            if sum(1 for line in ps.stdout.splitlines() if line.startswith("Running")) == int(replicas):
                 return
             time.sleep(2)
         raise CommandFailed(f"{service} is not back at {replicas} healthy replicas after {timeout:g}s",

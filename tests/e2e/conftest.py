@@ -316,3 +316,7 @@ def _stack_project(tmp_path_factory: pytest.TempPathFactory,
         project.compose("--profile", "production", "down", "-v", "--remove-orphans", "--timeout", "5",
                         timeout=180)
         shutil.rmtree(root, ignore_errors=True)
+
+
+# The three-node cluster (session scope, once for every `cluster` module).
+from tests.e2e.cluster import cluster_fixture  # noqa: F401
