@@ -193,7 +193,19 @@ class StackProject:
             cmd += ["--profile", profile]
         env_file = self.root / ".env"
         cmd += ["--env-file", str(env_file) if env_file.is_file() else os.devnull]
+        if args and args[0] == "up":
+            self.prepare_redis_volume()
         return _run([*cmd, *args], timeout=timeout, env={**self.env, **(env or {})}, cwd=self.root)
+
+    def prepare_redis_volume(self) -> None:
+        """What `montero up` does before plain compose starts the non-root Redis (services/redis_volume.py)."""
+        from montero_ops.services.redis_volume import chown_command
+
+        volume = f"{self.name}_redis-data"
+        _run(["docker", "volume", "create", "--label", f"com.docker.compose.project={self.name}",
+              "--label", "com.docker.compose.volume=redis-data", volume])
+        image = self.env.get("MONTERO_REDIS_IMAGE") or "redis:7-alpine"
+        _run(["docker", *chown_command(volume, image)], timeout=120)
 
     def write_env(self, **values: str) -> Path:
         """Create or update .env (mode 0600) with KEY=VALUE lines; other lines are kept."""
