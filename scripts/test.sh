@@ -6,9 +6,10 @@
 # Usage: scripts/test.sh [PYTEST ARGS...]      (also: make test; .ci/run)
 #
 # With no arguments (the whole suite) the three-node cluster tests (marker `cluster`, about 9
-# minutes, mostly waiting on their own dockerds) run in a second pytest process beside everything
-# else, with their own app image tag, so the suite stays well under CI's 30 minutes. Their output
-# is printed after the main run's; the exit code is the first non-zero of the two.
+# minutes, mostly waiting on their own dockerds) and the other long modules (marker `lane2`: the
+# releases e2e, about 8 minutes) run in a second pytest process beside everything else, with their
+# own app image tag, so the suite stays under CI's 30 minutes. Their output is printed after the
+# main run's; the exit code is the first non-zero of the two.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -29,14 +30,14 @@ set +e
 if [ "$#" -eq 0 ]; then
     cluster_log="$(mktemp /tmp/montero-cluster-tests.XXXXXX.log)"
     MONTERO_E2E_APP_IMAGE="${MONTERO_E2E_CLUSTER_APP_IMAGE:-montero-app:e2e-cluster}" \
-        "$ROOT/.venv/bin/python" -m pytest -m cluster -p no:cacheprovider tests/e2e >"$cluster_log" 2>&1 &
+        "$ROOT/.venv/bin/python" -m pytest -m "cluster or lane2" -p no:cacheprovider tests/e2e >"$cluster_log" 2>&1 &
     cluster_pid=$!
     trap 'kill "$cluster_pid" 2>/dev/null' INT TERM
-    "$ROOT/.venv/bin/python" -m pytest -m "not cluster"
+    "$ROOT/.venv/bin/python" -m pytest -m "not cluster and not lane2"
     rc=$?
     wait "$cluster_pid"
     cluster_rc=$?
-    echo "===== cluster tests (pytest -m cluster, run in parallel): exit code $cluster_rc =====" >&2
+    echo "===== second process (pytest -m 'cluster or lane2', run in parallel): exit code $cluster_rc =====" >&2
     cat "$cluster_log"
     rm -f "$cluster_log"
     [ "$rc" -eq 0 ] && rc=$cluster_rc

@@ -32,6 +32,9 @@ from typing import Any
 
 import pytest
 
+# ~8 minutes of builds and rolling deploys: scripts/test.sh runs it in its second pytest process.
+pytestmark = pytest.mark.lane2
+
 ADMIN = {"email": "admin@example.com", "password": "Releases-Admin-pass-123"}
 LOAD_BOUND_S = 900  # a bound, never an assertion on timing
 MIN_REQUESTS = 200
