@@ -13,6 +13,7 @@ from montero_ops.errors import ExitCode, UsageError
 from montero_ops.state import get_state
 
 if TYPE_CHECKING:
+    from montero_ops.services.backups.prune import Policy
     from montero_ops.services.backups.stack import Stack
 
 
@@ -246,42 +247,79 @@ def verify_cmd(
 @backups_app.command("prune")
 def prune_cmd(
     ctx: typer.Context,
-    keep: Annotated[int, typer.Option("--keep", help="How many of the newest backups to keep.")],
+    keep: Annotated[int | None, typer.Option("--keep", help="Keep the N newest backups.", show_default=False)] = None,
+    keep_daily: Annotated[int | None, typer.Option("--keep-daily", help="Keep the newest backup of each of the last N days that have one.", show_default=False)] = None,
+    keep_weekly: Annotated[int | None, typer.Option("--keep-weekly", help="… of each of the last N ISO weeks.", show_default=False)] = None,
+    keep_monthly: Annotated[int | None, typer.Option("--keep-monthly", help="… of each of the last N months.", show_default=False)] = None,
     older_than: Annotated[str | None, typer.Option("--older-than", help="Only delete backups older than this (30d, 12h, 2w).")] = None,
+    offsite: Annotated[bool, typer.Option("--offsite", help="Apply the same policy to the offsite repository too (restic forget --prune).")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be deleted; delete nothing.")] = False,
     yes: YesOption = False,
     folder: DirOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Delete old backups; never the newest verified one. Lists what it deletes.
+    """Delete old backups by a retention policy; never the newest verified one. Lists what goes.
 
-    Example: montero backups prune --keep 7 --older-than 30d --yes
+    Rules unite (a backup any rule keeps stays); safety backups are not counted by any rule
+    and go only when older than --older-than.
+
+    Example: montero backups prune --keep-daily 7 --keep-weekly 4 --keep-monthly 6 --offsite --yes
     """
     from montero_ops.commands._common import locked
+    from montero_ops.services.backups.prune import Policy
 
     with locked(ctx, "backups prune"):
-        _prune(ctx, keep, older_than, yes, folder, json)
+        _prune(ctx, Policy(keep, keep_daily, keep_weekly, keep_monthly, older_than), offsite, dry_run, yes, folder, json)
 
 
-def _prune(ctx: typer.Context, keep: int, older_than: str | None, yes: bool, folder: Path | None, json: bool) -> None:
+def _prune(ctx: typer.Context, policy: Policy, offsite: bool, dry_run: bool, yes: bool, folder: Path | None,
+           json: bool) -> None:
     from montero_ops.output import print_json, success
     from montero_ops.services.backups import apply_prune, plan_prune
 
-    plan = plan_prune(_backups_dir(ctx, folder), keep, older_than)
-    if not plan.delete and not plan.partials:
-        typer.echo("nothing to prune", err=True)
+    plan = plan_prune(_backups_dir(ctx, folder), policy=policy)
+    cfg = forget_plan = None
+    if offsite:
+        from montero_ops.services import offsite as offsite_svc
+
+        cfg = offsite_svc.load(get_state(ctx).project())
+        # Planned first, so the question names everything that would go, here and there.
+        forget_plan = offsite_svc.forget(cfg, get_state(ctx).project(), policy, dry_run=True)
+    offsite_delete = forget_plan.delete if forget_plan else []
+    result: dict[str, Any] = {**plan.to_dict(), "dry_run": dry_run,
+                              "offsite": forget_plan.to_dict() if forget_plan else None}
+    if not plan.delete and not plan.partials and not offsite_delete:
+        typer.echo(f"nothing to prune ({policy.describe()})", err=True)
         if json:
-            print_json(plan.to_dict())
+            print_json(result)
         return
+    verb = "would delete" if dry_run else "delete"
     for ref in plan.delete:
-        typer.echo(f"delete {ref.id}", err=True)
+        typer.echo(f"{verb} {ref.id}", err=True)
     for partial in plan.partials:
-        typer.echo(f"delete {partial.name} (unfinished backup)", err=True)
-    names = ", ".join([r.id for r in plan.delete] + [p.name for p in plan.partials])
-    _confirm_or_refuse(yes, f"Delete {len(plan.delete)} backup(s)?", f"prune would delete {names}; pass --yes")
+        typer.echo(f"{verb} {partial.name} (unfinished backup)", err=True)
+    for snap in offsite_delete:
+        typer.echo(f"{verb} offsite {snap['backup']} (snapshot {snap['snapshot']})", err=True)
+    if dry_run:
+        if json:
+            print_json(result)
+        success(f"dry run: {len(plan.delete)} local" + (f" and {len(offsite_delete)} offsite" if offsite else "")
+                + f" backup(s) would go; nothing was deleted ({policy.describe()})")
+        return
+    names = ", ".join([r.id for r in plan.delete] + [p.name for p in plan.partials]
+                      + [f"offsite {s['backup']}" for s in offsite_delete])
+    total = len(plan.delete) + len(offsite_delete)
+    _confirm_or_refuse(yes, f"Delete {total} backup(s)?", f"prune would delete {names}; pass --yes")
     apply_prune(plan)
+    if cfg is not None and offsite_delete:
+        from montero_ops.services import offsite as offsite_svc
+
+        assert forget_plan is not None
+        offsite_svc.apply_forget(cfg, forget_plan)
     if json:
-        print_json(plan.to_dict())
+        print_json(result)
     success(f"deleted {len(plan.delete)} backup(s)" + (f" and {len(plan.partials)} unfinished" if plan.partials else "")
+            + (f", {len(offsite_delete)} offsite (restic forget --prune)" if offsite else "")
             + f"; newest verified kept: {plan.protected or 'none'}")
 
 

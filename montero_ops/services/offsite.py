@@ -18,12 +18,16 @@ import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from montero_ops.errors import MonteroError, UsageError
 from montero_ops.project import Project
 from montero_ops.services import redact
+
+if TYPE_CHECKING:
+    from montero_ops.services.backups.prune import Policy
 
 PASSTHROUGH = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION", "AWS_SESSION_TOKEN",
                "RESTIC_CACHE_DIR", "RESTIC_COMPRESSION")
@@ -163,7 +167,8 @@ def snapshots(cfg: OffsiteConfig, project: str | None = None) -> list[dict[str, 
         backup = next((t[3:] for t in tags if t.startswith("id=")), None)
         if backup:
             out.append({"snapshot": snap.get("short_id") or snap["id"][:8], "snapshot_id": snap["id"],
-                        "backup": backup, "time": snap.get("time"), "paths": snap.get("paths", [])})
+                        "backup": backup, "time": snap.get("time"), "paths": snap.get("paths", []),
+                        "label": "safety" if "label=safety" in tags else "manual"})
     return sorted(out, key=lambda s: (s["backup"], s["time"] or ""))
 
 
@@ -176,8 +181,10 @@ def push(cfg: OffsiteConfig, project: Project, folder: Path) -> PushResult:
         raise UsageError(f"backup {folder.name} does not verify, not pushing it: {'; '.join(check.problems)}",
                          hint="push only verified backups: `montero backups verify` / make a new one")
     created = ensure_repository(cfg)
+    # A safety backup is tagged as one, so offsite retention does not count it either.
+    label = ["--tag", "label=safety"] if check.manifest and check.manifest.label == "safety" else []
     out = restic(cfg, "backup", "--json", "--host", "montero", "--tag", "montero", "--tag", f"project={project.name}",
-                 "--tag", f"id={folder.name}", folder.name, cwd=folder.parent)
+                 "--tag", f"id={folder.name}", *label, folder.name, cwd=folder.parent)
     summary: dict[str, Any] = {}
     for line in out.splitlines():
         try:
@@ -257,3 +264,45 @@ def verify(cfg: OffsiteConfig, project: Project, backup: str | None) -> list[Off
                 raise
             name, problems = backup or "?", problems + [exc.message]
     return [OffsiteVerify(name, not problems, problems)]
+
+
+@dataclass
+class ForgetResult:
+    repository: str
+    delete: list[dict[str, Any]]
+    keep: list[dict[str, Any]]
+    dry_run: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"repository": self.repository, "delete": self.delete, "keep": self.keep, "dry_run": self.dry_run}
+
+
+def forget(cfg: OffsiteConfig, project: Project, policy: Policy, dry_run: bool = False,
+           now: datetime | None = None) -> ForgetResult:
+    """The local retention rule applied to this project's snapshots: the plan is made here
+    (services/backups/prune.py, so both sides agree), then `restic forget --prune` removes
+    exactly the snapshots it names. The newest snapshot is never forgotten (only verified
+    backups are pushed, so it is the newest verified one offsite)."""
+    from montero_ops.services.backups.prune import Item, id_time, retention
+
+    snaps = snapshots(cfg, project.name)
+    items, by_id = [], {}
+    for s in snaps:
+        when = id_time(str(s["backup"])) or datetime.fromisoformat(str(s["time"])[:19]).replace(tzinfo=UTC)
+        items.append(Item(str(s["snapshot_id"]), when, s.get("label") == "safety"))
+        by_id[str(s["snapshot_id"])] = s
+    regular = sorted((i for i in items if not i.safety), key=lambda i: (i.when, i.id))
+    decision = retention(items, policy, regular[-1].id if regular else None, now)
+    delete = [by_id[i] for i in decision.delete]
+    keep = [{**by_id[i], "reasons": why} for i, why in decision.keep.items()]
+    result = ForgetResult(cfg.shown, delete, keep, dry_run)
+    if not dry_run:
+        apply_forget(cfg, result)
+    return result
+
+
+def apply_forget(cfg: OffsiteConfig, plan: ForgetResult) -> None:
+    """Forget exactly the planned snapshots and prune the data only they used."""
+    if plan.delete:
+        restic(cfg, "forget", "--prune", *[str(s["snapshot_id"]) for s in plan.delete])
+    plan.dry_run = False

@@ -107,8 +107,10 @@ def _offsite_configured(project: Project) -> bool:
 
 register_job(JobSpec("backup", "back up (and push offsite when configured)",
                      lambda p: ["backup", "--push"] if _offsite_configured(p) else ["backup"], When(3, 15)))
-register_job(JobSpec("prune", "apply retention to local backups",
-                     lambda p: ["backups", "prune", "--keep", "7", "--yes"], When(4, 15)))
+RETENTION = ["--keep-daily", "7", "--keep-weekly", "4", "--keep-monthly", "6"]
+register_job(JobSpec("prune", "apply retention (7 daily, 4 weekly, 6 monthly) to local and offsite backups",
+                     lambda p: ["backups", "prune", *RETENTION, *(["--offsite"] if _offsite_configured(p) else []),
+                                "--yes"], When(4, 15)))
 register_job(JobSpec("drill", "restore drill of the newest backup", lambda p: ["backups", "drill", "--latest"],
                      When(5, 15, weekday=6), enabled_by_default=False))
 register_job(JobSpec("renew", "renew TLS certificates that are due (certbot), reload nginx",

@@ -143,3 +143,22 @@ def test_success_is_recorded_and_goes_stale_after_its_period(
 
 def test_doctor_skips_without_schedule(project: Path) -> None:
     assert [f.status.value for f in check_schedule(Context(find_project(project)))] == ["skip"]
+
+
+def test_prune_job_uses_gfs_and_the_offsite_repository_when_set(project: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MONTERO_OFFSITE_REPOSITORY", raising=False)
+    p = find_project(project)
+    argv = sched.JOBS["prune"].argv(p)
+    assert argv == ["backups", "prune", "--keep-daily", "7", "--keep-weekly", "4", "--keep-monthly", "6", "--yes"]
+    (project / ".env").write_text("MONTERO_OFFSITE_REPOSITORY=/mnt/disk/restic\n")
+    assert "--offsite" in sched.JOBS["prune"].argv(p)
+    # The command line parses: the real app accepts every option of the job (dry run, no backups).
+    from typer.testing import CliRunner
+
+    from montero_ops.cli import app
+
+    (project / ".env").write_text("")
+    result = CliRunner().invoke(app, ["--project-dir", str(project), *argv[:-1], "--dry-run"])
+    assert result.exit_code == 0, result.stderr
+    assert "nothing to prune (daily 7, weekly 4, monthly 6)" in result.stderr
