@@ -336,9 +336,18 @@ def test_restart_keeps_containers_and_data(stack: Any) -> None:
     assert client_names(stack, SHARED["token"], base=base) == SHARED["clients"]
 
 
+def redis_cli(stack: Any, *args: str) -> str:
+    """redis-cli inside the Redis container, authenticated the way its healthcheck is (Redis has a
+    password when .env sets REDIS_PASSWORD; redis-cli exits 0 even on NOAUTH, so the reply is checked)."""
+    script = '[ -z "$REDIS_PASSWORD" ] || export REDISCLI_AUTH="$REDIS_PASSWORD"; exec redis-cli "$@"'
+    reply = ok(stack.run_montero("exec", "redis", "--", "sh", "-c", script, "redis-cli", *args)).stdout.strip()
+    assert not reply.startswith(("NOAUTH", "ERR", "WRONGPASS")), reply
+    return str(reply)
+
+
 def test_down_then_up_keeps_the_data(stack: Any) -> None:
-    ok(stack.run_montero("exec", "redis", "--", "redis-cli", "SET", "e2e-marker", "kept"))
-    ok(stack.run_montero("exec", "redis", "--", "redis-cli", "SAVE"))
+    assert redis_cli(stack, "SET", "e2e-marker", "kept") == "OK"
+    assert redis_cli(stack, "SAVE") == "OK"
     done = ok(stack.run_montero("down"), stack)
     assert "stack removed" in done.stderr
     # down found the production variant itself: nginx is gone too.
@@ -350,8 +359,7 @@ def test_down_then_up_keeps_the_data(stack: Any) -> None:
     assert sorted(i["Config"]["Labels"][SERVICE_LABEL] for i in containers(stack.name)) == ["app", "redis"]
     assert client_names(stack, SHARED["token"]) == SHARED["clients"]
     assert db_rows(stack, "affiliations") == 2
-    kept = ok(stack.run_montero("exec", "redis", "--", "redis-cli", "GET", "e2e-marker")).stdout
-    assert kept.strip() == "kept"
+    assert redis_cli(stack, "GET", "e2e-marker") == "kept"
 
 
 def test_down_volumes_without_yes_refuses_and_keeps_everything(stack: Any) -> None:
