@@ -132,7 +132,11 @@ def stack_env(docker_engine: str) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def app_image(stack_env: dict[str, str]) -> str:
     """Build the app image once per session (BuildKit's cache makes a rebuild cheap)."""
-    env = {**os.environ, **stack_env, "DOCKER_BUILDKIT": "1"}
+    from montero_ops.services.sources import ENV_VAR, sources_digest
+
+    # The content label `montero build` stamps (doctor's images.app compares it with the checkout):
+    # without it doctor falls back to file times, which a cached build on a reused machine fails.
+    env = {**os.environ, **stack_env, "DOCKER_BUILDKIT": "1", ENV_VAR: sources_digest(REPO)}
     cmd = ["docker", "compose", "--project-directory", str(REPO), "-f", str(REPO / "docker" / "compose.yml"),
            "-p", "montero-e2e-build", "--env-file", os.devnull, "build", "app"]
     done = _run(cmd, timeout=1200, env=env)

@@ -443,7 +443,8 @@ def test_deploy_again_then_rollback_drop_nothing(stack: Any) -> None:
     """(e) A plain rollback uses the same zero-downtime switch: 0 failed. Pruning keeps 3 built releases."""
     done = stack.run_montero("deploy", "--yes", timeout=1200)  # the same v2 change, still in backend/
     assert done.returncode == 0, _shown(done)
-    assert "image" in done.stderr and "removed (MONTERO_KEEP_RELEASES=3)" in done.stderr, done.stderr
+    said = " ".join(done.stderr.split())  # Rich wraps long lines on stderr
+    assert "image" in said and "removed (MONTERO_KEEP_RELEASES=3)" in said, done.stderr
     load = KeepAliveLoad(stack)
     back, seconds = load.during(lambda: timed(stack, "rollback", "--yes", "--json"))
     assert back.returncode == 0, _shown(back)
