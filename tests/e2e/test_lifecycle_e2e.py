@@ -148,6 +148,9 @@ def test_build_produces_the_app_image(stack: Any) -> None:
     config = json.loads(inspect.stdout)[0]["Config"]
     assert config["User"] == "appuser"
     assert "5000/tcp" in (config.get("ExposedPorts") or {})
+    # montero build stamps the sources digest doctor's images.app compares by content.
+    from montero_ops.services.sources import LABEL, sources_digest
+    assert (config.get("Labels") or {}).get(LABEL) == sources_digest(stack.root)
 
 
 def test_up_starts_a_healthy_stack(stack: Any) -> None:

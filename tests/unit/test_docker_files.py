@@ -258,3 +258,12 @@ def test_bootstrap_takes_the_mirror_from_apt_config() -> None:
     for package in ("python3", "python3-venv", "python3-pip", "redis-server", "nginx", "sqlite3",
                     "netcat-openbsd", "ca-certificates"):
         assert re.search(rf"[\",]{re.escape(package)}[\",]", text), package
+
+
+def test_app_build_carries_the_sources_label(compose: dict[str, Any]) -> None:
+    # stamp_sources() only sets the variable; without this label doctor's images.app never sees
+    # the digest and falls back to file times (a fresh copy of the project then looks stale).
+    from montero_ops.services.sources import ENV_VAR, LABEL
+
+    labels = compose["services"]["app"]["build"]["labels"]
+    assert labels[LABEL] == "${" + ENV_VAR + ":-}"
