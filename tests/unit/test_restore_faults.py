@@ -25,7 +25,7 @@ from montero_ops.services.backups import sqlite_db
 
 # argv: ACTION STEP OCCURRENCE montero-args...  ACTION: kill | sigint | pause
 WRAPPER = r"""
-import os, signal, sys
+import os, signal, sys, time
 from montero_ops.services.backups import create, journal
 
 action, at, occurrence = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -39,6 +39,13 @@ def fault(name):
         os.kill(os.getpid(), signal.SIGKILL)
     elif action == "sigint":
         os.kill(os.getpid(), signal.SIGINT)
+        # Python runs the handler at its next check, which under load can be a few steps later
+        # (past the step under test). Wait here, in an interruptible sleep, until it has run, so
+        # KeyboardInterrupt is raised at exactly this step.
+        for _ in range(3000):
+            time.sleep(0.01)
+        print("SIGINT never arrived", file=sys.stderr)
+        os._exit(99)
     else:
         print(f"paused at {name}", flush=True)
         sys.stdin.readline()
@@ -209,12 +216,21 @@ def test_a_second_command_is_refused_while_a_restore_runs_then_both_are_fine(
 
 def test_a_second_command_waits_briefly_for_the_lock(shop: Path, backed_up: dict[str, object]) -> None:
     proc = faulty(shop, "pause", "sqlite", 1, "restore", "sqlite", str(backed_up["id"]), "--yes")
+    second: subprocess.Popen[str] | None = None
     try:
         assert proc.stdout is not None and proc.stdout.readline() == "paused at sqlite\n"
         second = subprocess.Popen([str(Path(sys.executable).with_name("montero")), "backup", "sqlite"], cwd=shop,
                                   env=env_for(shop, MONTERO_LOCK_WAIT="60"), stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True)
-        time.sleep(1.0)  # the second one is waiting now
+        # Wait for what the second one says when it starts waiting (a fixed sleep flaked under
+        # load: montero had not even imported when the restore was let go).
+        assert second.stderr is not None
+        said: list[str] = []
+        while not said or "waiting for the" not in said[-1]:
+            line = second.stderr.readline()
+            assert line, f"the second command ended without waiting: {said}"
+            said.append(line)
+        assert said[-1].strip() == f"waiting for the restore (pid {proc.pid}) to finish", said
         assert second.poll() is None
         assert proc.stdin is not None
         proc.stdin.write("\n")
@@ -223,8 +239,9 @@ def test_a_second_command_waits_briefly_for_the_lock(shop: Path, backed_up: dict
         _, err = second.communicate(timeout=120)
     finally:
         proc.kill()
+        if second is not None:
+            second.kill()
     assert second.returncode == 0, err
-    assert f"waiting for the restore (pid {proc.pid}) to finish" in err
     assert "backup " in err and "integrity ok" in err
 
 
