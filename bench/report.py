@@ -160,7 +160,9 @@ def write_doc(figures: dict[int, Figure], info: dict[str, str], skipped: dict[in
             parts.append("")
     if FINDINGS.is_file():
         parts += ["", FINDINGS.read_text().strip()]
-    # Figures measured by their own scripts (e.g. bench/acme_bench.py), kept as written.
+    # Figures measured by their own scripts (e.g. bench/acme_bench.py), kept as written. Files are
+    # named `<figure number>-<what>.md` so they come out in figure order (unnumbered ones last).
+    # Write a new figure here, never into docs/benchmarks.md: that file is regenerated.
     for section in sorted((FINDINGS.parent / "sections").glob("*.md")):
         parts += ["", section.read_text().strip()]
     DOC.parent.mkdir(exist_ok=True)
