@@ -28,7 +28,8 @@ if [ "$#" -gt 0 ]; then
     exec "$@"
 fi
 
-if [ -z "${SECRET_KEY:-}" ]; then
+# SECRET_KEY_FILE: the key is a Docker secret (swarm); the app reads the file.
+if [ -z "${SECRET_KEY:-}" ] && [ -z "${SECRET_KEY_FILE:-}" ]; then
     log "################################################################"
     log "WARNING: SECRET_KEY is not set. Sessions and reset tokens are not safe,"
     log "and in production the app refuses to start. Generate one with:"

@@ -2,6 +2,11 @@
 
 The names and defaults below are the stack's public contract (README, .env.example, compose.yml),
 so they are spelled exactly as the environment variables are.
+
+Every setting X may instead come from a file named by X_FILE (the Docker secrets convention, as in
+the postgres image): on a swarm `montero swarm deploy` mounts SECRET_KEY, MAIL_PASSWORD, REDIS_PASSWORD…
+as secrets under /run/secrets and sets SECRET_KEY_FILE=/run/secrets/secret_key, so the values are not
+in the service's environment (`docker service inspect` shows it to anyone with access to the manager).
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -120,7 +126,7 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None) -> Settings:
         """Build settings from `environ` (default os.environ), then apply typed `overrides`."""
-        env = dict(os.environ if environ is None else environ)
+        env = _read_files(dict(os.environ if environ is None else environ), [f.name for f in dataclasses.fields(cls)])
         values: dict[str, Any] = {}
         for field in dataclasses.fields(cls):
             raw = env.get(field.name)
@@ -170,6 +176,40 @@ class Settings:
                 value = f"{scheme}://{user}:***@{host}"
             out[field.name] = value
         return out
+
+
+FILE_SUFFIX = "_FILE"
+
+
+def _read_files(env: dict[str, str], names: list[str]) -> dict[str, str]:
+    """NAME_FILE=/path -> NAME=<the file's content>. Both set, or a file that cannot be read, is an error.
+
+    One trailing newline is dropped (`echo value > file` and editors add it); nothing else is changed.
+    The messages name the variable and the path, never the content.
+    """
+    for name in names:
+        path = (env.get(name + FILE_SUFFIX) or "").strip()
+        if not path:
+            continue  # compose passes unset `${VAR:-}` as an empty string
+        if (env.get(name) or "").strip():
+            raise ConfigError(f"both {name} and {name}{FILE_SUFFIX} are set: keep one "
+                              f"({name}{FILE_SUFFIX} names a file holding the value, e.g. a Docker secret)")
+        try:
+            raw = Path(path).read_bytes()
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise ConfigError(f"{name}{FILE_SUFFIX}={path} cannot be read ({reason}); "
+                              f"mount the file readable by uid {os.getuid()} or set {name} instead") from None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError(f"{name}{FILE_SUFFIX}={path} is not UTF-8 text") from None
+        value = text[:-1] if text.endswith("\n") else text
+        value = value[:-1] if value.endswith("\r") else value
+        if not value.strip():
+            raise ConfigError(f"{name}{FILE_SUFFIX}={path} is empty; put the value in it or unset {name}{FILE_SUFFIX}")
+        env[name] = value
+    return env
 
 
 def with_redis_password(url: str, password: str) -> str:
