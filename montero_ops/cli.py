@@ -252,7 +252,9 @@ def root(
 
         # Every docker and compose process montero starts inherits it (DOCKER_HOST works the same way).
         os.environ["DOCKER_CONTEXT"] = context
-    ctx.obj = State(project_dir=project_dir, env_file=env_file, project_name=project_name, debug=debug, verbose=verbose)
+    given = ctx.obj if isinstance(ctx.obj, State) else State()  # a test's State brings its fake clients
+    ctx.obj = State(project_dir=project_dir, env_file=env_file, project_name=project_name, debug=debug, verbose=verbose,
+                    engine_factory=given.engine_factory, docker_factory=given.docker_factory)
 
 
 def main() -> None:

@@ -1,9 +1,12 @@
-"""Fast read-only queries straight to the Docker Engine API over its unix socket.
+"""The fast path: the few GET requests `montero ps` and `montero health` need, and nothing else.
 
-`montero ps` and `montero health` must be at least as fast as `docker compose ps`;
-importing python-on-whales alone costs more than that, so the read-only paths ask
-the engine directly with the standard library. Everything that changes state goes
-through python-on-whales (client.py).
+Why it exists: `ps` must be at least as fast as `docker compose ps --format json` and
+`health` as fast as `docker inspect` of the stack's containers (docs/benchmarks.md,
+figures 2 and 3). Importing python-on-whales costs 0.4-0.5 s and the docker SDK (with
+requests and urllib3) about 0.1-0.2 s, each more than the whole command, so these two
+commands ask the Engine with the standard library: /_ping, the project's containers,
+one inspect each. Everything else goes through the docker SDK (dockerapi.py) or
+python-on-whales (client.py); do not grow this module.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import json
 import os
 import socket
 import urllib.parse
-from typing import Any
+from typing import Any, Protocol
 
 from montero_ops.errors import DockerUnavailable, EngineError
 
@@ -86,18 +89,11 @@ class Engine:
         body = self._request(endpoint, params)
         return json.loads(body) if body else None
 
-    def _request(
-        self, endpoint: str, params: dict[str, Any], method: str = "GET", body: Any = None
-    ) -> bytes:
+    def _request(self, endpoint: str, params: dict[str, Any]) -> bytes:
         query = urllib.parse.urlencode({k: v for k, v in params.items() if v is not None})
         url = f"/{API_VERSION}{endpoint}" + (f"?{query}" if query else "")
-        headers = f"{method} {url} HTTP/1.0\r\nHost: docker\r\n"
-        payload = b""
-        if body is not None:
-            payload = json.dumps(body).encode()
-            headers += f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
         try:
-            status, data = _exchange(self.path, self.timeout, (headers + "\r\n").encode() + payload)
+            status, data = _exchange(self.path, self.timeout, f"GET {url} HTTP/1.0\r\nHost: docker\r\n\r\n".encode())
         except FileNotFoundError as exc:
             raise DockerUnavailable(
                 f"the Docker socket {self.path} does not exist: the daemon is not running",
@@ -131,72 +127,14 @@ class Engine:
         result: list[dict[str, Any]] = self.get("/containers/json", all=int(all), filters=filters)
         return result
 
-    def project_volumes(self, project: str) -> list[str]:
-        """Names of the volumes compose created for one project."""
-        filters = json.dumps({"label": [f"com.docker.compose.project={project}"]})
-        result: dict[str, Any] = self.get("/volumes", filters=filters) or {}
-        return sorted(v["Name"] for v in result.get("Volumes") or [])
-
     def inspect(self, container_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self.get(f"/containers/{container_id}/json")
         return result
 
-    # Read-only helpers used by `montero doctor` (exec runs a read-only probe command).
 
-    def version(self) -> dict[str, Any]:
-        result: dict[str, Any] = self.get("/version")
-        return result
+class ContainerReader(Protocol):
+    """What `ps`/`health` read: Engine here, or dockerapi.DockerAPI (same documents)."""
 
-    def info(self) -> dict[str, Any]:
-        result: dict[str, Any] = self.get("/info")
-        return result
+    def project_containers(self, project: str, all: bool = True) -> list[dict[str, Any]]: ...
 
-    def system_df(self) -> dict[str, Any]:
-        result: dict[str, Any] = self.get("/system/df")
-        return result
-
-    def containers(self, all: bool = True) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self.get("/containers/json", all=int(all))
-        return result
-
-    def image_inspect(self, name: str) -> dict[str, Any] | None:
-        """The image's inspect document, or None when no such image exists."""
-        try:
-            result: dict[str, Any] = self.get(f"/images/{urllib.parse.quote(name, safe='')}/json")
-        except EngineError as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return result
-
-    def logs_tail(self, container_id: str, lines: int = 50) -> str:
-        """The last `lines` lines of a container's stdout+stderr, as text."""
-        raw = self._request(
-            f"/containers/{container_id}/logs", {"stdout": 1, "stderr": 1, "tail": lines}
-        )
-        return demux(raw).decode(errors="replace")
-
-    def exec_run(self, container_id: str, cmd: list[str], user: str | None = None) -> tuple[int, str]:
-        """Run a short probe command in a running container: (exit code, stdout+stderr)."""
-        spec: dict[str, Any] = {"Cmd": cmd, "AttachStdout": True, "AttachStderr": True}
-        if user:
-            spec["User"] = user
-        created = json.loads(self._request(f"/containers/{container_id}/exec", {}, "POST", spec))
-        exec_id = created["Id"]
-        raw = self._request(f"/exec/{exec_id}/start", {}, "POST", {"Detach": False, "Tty": False})
-        state = self.get(f"/exec/{exec_id}/json")
-        code = state.get("ExitCode")
-        return (code if isinstance(code, int) else -1), demux(raw).decode(errors="replace")
-
-
-def demux(raw: bytes) -> bytes:
-    """Undo the Engine's stream multiplexing (8-byte frame headers) when present."""
-    if len(raw) < 8 or raw[0] not in (0, 1, 2) or raw[1:4] != b"\x00\x00\x00":
-        return raw  # a TTY container: the stream is raw
-    out = bytearray()
-    pos = 0
-    while pos + 8 <= len(raw):
-        size = int.from_bytes(raw[pos + 4:pos + 8], "big")
-        out += raw[pos + 8:pos + 8 + size]
-        pos += 8 + size
-    return bytes(out)
+    def inspect(self, container_id: str) -> dict[str, Any]: ...

@@ -1,11 +1,19 @@
 """What the root options decide, shared by every command through `ctx.obj`.
 
-The project and the DockerClient are built lazily, once, the first time a command
-asks for them, so commands that need neither (help, version, env) stay fast.
+The State hands out the project and the three Docker clients, each built lazily, once,
+the first time a command asks, so commands that need none (help, version, env) stay fast:
+
+- `client()`: python-on-whales' DockerClient built from the project (compose, stack, swarm);
+- `docker()`: the docker SDK (dockerapi.DockerAPI) for Engine API reads and probes;
+- `engine()`: the standard-library fast path, for `ps` and `health` only (engine.py).
+
+Tests swap a client by giving the State a factory (`docker_factory=lambda: fake`), not by
+patching module attributes; the root callback keeps the factories of a State passed as `obj`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +23,7 @@ from montero_ops.project import Project, find_project
 if TYPE_CHECKING:
     from python_on_whales import DockerClient
 
+    from montero_ops.dockerapi import DockerAPI
     from montero_ops.engine import Engine
 
 
@@ -25,8 +34,11 @@ class State:
     project_name: str | None = None
     debug: bool = False
     verbose: bool = False
+    engine_factory: Callable[[], Engine] | None = field(default=None, repr=False)
+    docker_factory: Callable[[], DockerAPI] | None = field(default=None, repr=False)
     _project: Project | None = field(default=None, repr=False)
     _clients: dict[Any, DockerClient] = field(default_factory=dict, repr=False)
+    _docker: DockerAPI | None = field(default=None, repr=False)
 
     def project(self) -> Project:
         if self._project is None:
@@ -54,25 +66,48 @@ class State:
 
 
     def engine(self, check: bool = True) -> Engine:
-        """The direct Engine API client (fast read-only queries); pinged first (exit 3 when down).
+        """The fast-path Engine API client (`ps`, `health`); pinged first (exit 3 when down).
 
         Every caller works on the project, so the project is found first: "no project here"
         (exit 4) is the answer in a wrong folder whether or not Docker runs, not exit 3.
         """
-        # Looked up on the module at call time so tests can swap the class.
-        from montero_ops import engine as engine_module
-
         self.project()
-        eng = engine_module.Engine()
-        if check:
-            try:
-                eng.ping()
-            except DockerUnavailable:
-                from montero_ops.client import require_docker_cli
+        if self.engine_factory is not None:
+            eng = self.engine_factory()
+        else:
+            from montero_ops.engine import Engine
 
-                require_docker_cli()  # no daemon and no docker command: say Docker is not installed
-                raise
+            eng = Engine()
+        if check:
+            self._ping(eng)
         return eng
+
+    def docker(self, check: bool = True) -> DockerAPI:
+        """The docker SDK client for Engine API reads and probes; pinged first (exit 3 when down).
+
+        Like `engine()`, the project is found first (exit 4 in a wrong folder).
+        """
+        self.project()
+        if self._docker is None:
+            if self.docker_factory is not None:
+                self._docker = self.docker_factory()
+            else:
+                from montero_ops.dockerapi import DockerAPI
+
+                self._docker = DockerAPI()
+            if check:
+                self._ping(self._docker)
+        return self._docker
+
+    @staticmethod
+    def _ping(api: Engine | DockerAPI) -> None:
+        try:
+            api.ping()
+        except DockerUnavailable:
+            from montero_ops.client import require_docker_cli
+
+            require_docker_cli()  # no daemon and no docker command: say Docker is not installed
+            raise
 
 
 def _learn_secrets(project: Project) -> None:

@@ -42,14 +42,13 @@ def _stack(ctx: typer.Context, what: str) -> Stack:
 
     state = get_state(ctx)
     try:
-        from montero_ops.engine import Engine
-
-        Engine().ping()
+        docker = state.docker(check=False)
+        docker.ping()
         from montero_ops.services.stack import current_variant
 
         # As started: a replicate service (Litestream holds the database) is stopped and started too.
-        project = current_variant(state.engine(check=False), state.project())
-        return ComposeStack(project, state.client(project))
+        project = current_variant(docker, state.project())
+        return ComposeStack(project, state.client(project), docker=docker)
     except DockerUnavailable as exc:
         if what != "sqlite":
             # Redis lives in a Docker volume: say what is needed, and what works without it.
@@ -81,7 +80,7 @@ def _refuse_sqlite_on_postgres(ctx: typer.Context, what: What) -> None:
 
     state = get_state(ctx)
     try:
-        started = current_variant(state.engine(), state.project())
+        started = current_variant(state.docker(), state.project())
     except DockerUnavailable:
         return  # no engine: nothing runs, the SQLite file is what there is
     if POSTGRES_PROFILE in started.profiles:

@@ -38,7 +38,7 @@ def run_deploy(ctx: typer.Context, yes: bool, json: bool, allow_breaking: bool, 
     from montero_ops.services import stack
 
     state = get_state(ctx)
-    engine = state.engine()
+    engine = state.docker()
     project = stack.current_variant(engine, state.project())
     rd.running_image(engine, project)  # a clear "not running" before any build
     if rd.needs_production(engine, project) and not confirm_or_refuse(

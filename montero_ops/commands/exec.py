@@ -26,7 +26,7 @@ def run_in(state: State, service: str, build_cmd: Callable[[DockerClient], list[
     from montero_ops.services.status import require_running
 
     project = state.project()
-    engine = state.engine()
+    engine = state.docker()
     # As started: nginx and postgres exist only with their profile's compose file.
     client = state.client(current_variant(engine, project))
     require_running(engine, project.name, service)

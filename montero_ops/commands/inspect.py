@@ -26,7 +26,7 @@ def inspect(
     if network and env:
         raise UsageError("--network and --env cannot be combined")
     state = get_state(ctx)
-    print_json(run_inspect(state.engine(), state.project().name, service, network=network, env=env))
+    print_json(run_inspect(state.docker(), state.project().name, service, network=network, env=env))
 
 
 def register(app: typer.Typer) -> None:

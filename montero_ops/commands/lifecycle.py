@@ -68,7 +68,7 @@ def start_and_wait(state: State, project_profiles: list[str], build: bool, scale
 
         preflight(project)  # one red line now, not a replicate container restarting in a loop
     client = state.client(project)
-    engine = state.engine()
+    engine = state.docker()
     stack.prepare_dirs(project)
     try:
         stack.up(client, build=build, scales=scales)
@@ -150,7 +150,7 @@ def _down(ctx: typer.Context, volumes: bool, yes: bool) -> None:
     from montero_ops.services import stack
 
     state = get_state(ctx)
-    engine = state.engine()
+    engine = state.docker()
     project = stack.current_variant(engine, state.project())
     client = state.client(project)
     if volumes:
@@ -173,7 +173,7 @@ def _simple(action: str, summary: str, example: str) -> Callable[..., None]:
 
         state = get_state(ctx)
         with locked(ctx, action):
-            client = state.client(stack.current_variant(state.engine(), state.project()))
+            client = state.client(stack.current_variant(state.docker(), state.project()))
             getattr(stack, action)(client, services or [])
         success(f"{action}: {', '.join(services) if services else 'all services'}")
 
@@ -205,10 +205,10 @@ def _scale(ctx: typer.Context, replicas: list[str], no_wait: bool, timeout: int)
     scales = parse_scales(replicas)
     # With nginx running, scale inside the production variant: without its file and profile
     # compose would recreate every app replica (with host ports) and drop requests.
-    variant = current_variant(state.engine(), state.project())
+    variant = current_variant(state.docker(), state.project())
     # Behind nginx, surplus replicas are drained first (nginx pinned to the others), then removed.
     for service, count in scales.items():
-        scale_down(state.client(variant), variant, service, count, progress=info, engine=state.engine())
+        scale_down(state.client(variant), variant, service, count, progress=info, engine=state.docker())
     start_and_wait(state, list(variant.profiles), False, scales, not no_wait, timeout)
 
 
@@ -232,10 +232,10 @@ def restart(
 
     state = get_state(ctx)
     with locked(ctx, "restart"):
-        project = stack.current_variant(state.engine(), state.project())
+        project = stack.current_variant(state.docker(), state.project())
         for service in services or ["app"]:
             result = rolling_restart(state.client(project), project, service, timeout=timeout, progress=info,
-                                     engine=state.engine())
+                                     engine=state.docker())
             success(f"{service}: {len(result.replaced)} replica(s) replaced one at a time")
 
 

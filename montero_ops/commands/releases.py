@@ -114,7 +114,7 @@ def rollback(
     from montero_ops.services.releases import load_history
 
     state = get_state(ctx)
-    engine = state.engine()
+    engine = state.docker()
     project = stack.current_variant(engine, state.project())
     history = load_history(project)
     current = history.current_release()

@@ -33,7 +33,7 @@ def status_cmd(ctx: typer.Context, json: JsonOption = False) -> None:
 
     state = get_state(ctx)
     project = state.project()
-    result = replication.status(project, state.engine(), sqlite_db.database_path(project))
+    result = replication.status(project, state.docker(), sqlite_db.database_path(project))
     if json:
         print_json(result.to_dict())
     else:

@@ -256,9 +256,9 @@ def _stop_app(t: PgTarget) -> Callable[[float], None]:
 
 
 def _wait_app(project: Project, timeout: float) -> None:
-    from montero_ops.engine import Engine
+    from montero_ops.dockerapi import DockerAPI
     from montero_ops.services.rolling import replicas, wait_healthy
 
-    engine = Engine()
+    engine = DockerAPI()
     for container in replicas(engine, project.name, "app", running_only=False):
         wait_healthy(engine, container["Id"], timeout)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from montero_ops.engine import Engine
+from montero_ops.dockerapi import DockerAPI
 from montero_ops.errors import StackNotRunning, UsageError
 from montero_ops.services.redact import mask_strings, redact_env_list
 from montero_ops.services.status import SERVICE_LABEL
@@ -17,7 +17,7 @@ def _redacted(info: dict[str, Any]) -> dict[str, Any]:
     return redacted
 
 
-def inspect(engine: Engine, project: str, service: str | None, network: bool = False, env: bool = False) -> list[Any]:
+def inspect(engine: DockerAPI, project: str, service: str | None, network: bool = False, env: bool = False) -> list[Any]:
     """Full inspect documents, or only their network / env part; one entry per container."""
     entries = engine.project_containers(project)
     if service:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from montero_ops.engine import Engine
+from montero_ops.dockerapi import DockerAPI
 from montero_ops.errors import CommandFailed, MonteroError, StackNotRunning, UsageError
 from montero_ops.project import Project
 from montero_ops.services import releases as rel
@@ -68,12 +68,12 @@ class Outcome:
 # ------------------------------------------------------------------ what runs now
 
 
-def needs_production(engine: Engine, project: Project) -> bool:
+def needs_production(engine: DockerAPI, project: Project) -> bool:
     """True when no nginx runs: replicas are reached directly, so a switch has a short gap."""
     return _nginx(engine, project.name) is None
 
 
-def running_image(engine: Engine, project: Project) -> str:
+def running_image(engine: DockerAPI, project: Project) -> str:
     """The image id every app replica runs (the newest one's, if they differ)."""
     found = replicas(engine, project.name, SERVICE)
     if not found:
@@ -81,14 +81,14 @@ def running_image(engine: Engine, project: Project) -> str:
     return str(engine.inspect(found[-1]["Id"]).get("Image", ""))
 
 
-def image_id(engine: Engine, image: str) -> str:
+def image_id(engine: DockerAPI, image: str) -> str:
     inspected = engine.image_inspect(image)
     if not inspected:
         raise MonteroError(f"image {image} does not exist", hint="it may have been removed by hand; deploy again")
     return str(inspected["Id"])
 
 
-def adopt_running(history: rel.History, engine: Engine, client: DockerClient, project: Project,
+def adopt_running(history: rel.History, engine: DockerAPI, client: DockerClient, project: Project,
                   configured: str, progress: Progress) -> rel.Release:
     """Before the first deploy (or after `up --build` outside montero): what runs becomes a release."""
     digest = running_image(engine, project)
@@ -272,7 +272,7 @@ def migrate_for_real(client: DockerClient, tag: str, progress: Progress) -> None
 # ------------------------------------------------------------------ the switch
 
 
-def probe_target(engine: Engine, project: Project) -> ProbeTarget | None:
+def probe_target(engine: DockerAPI, project: Project) -> ProbeTarget | None:
     """nginx's published port on this host: HTTPS when HTTP redirects there."""
     proxy = _nginx(engine, project.name)
     if not proxy:
@@ -307,7 +307,7 @@ class Switch:
     duration_s: float
 
 
-def switch(client: DockerClient, engine: Engine, project: Project, configured: str, to_image: str,
+def switch(client: DockerClient, engine: DockerAPI, project: Project, configured: str, to_image: str,
            timeout: float, progress: Progress, probe_target_: ProbeTarget | None,
            only: set[str] | None = None, probe: ProbeStream | None = None) -> Switch:
     """Move the configured tag to `to_image` and replace the replicas one at a time."""
@@ -338,7 +338,7 @@ def receipt_of(sw: Switch | None, probe: ProbeStream | None, duration: float, ga
 # ------------------------------------------------------------------ deploy
 
 
-def deploy(client: DockerClient, engine: Engine, project: Project, allow_breaking: bool = False,
+def deploy(client: DockerClient, engine: DockerAPI, project: Project, allow_breaking: bool = False,
            timeout: float = 180.0, progress: Progress = lambda _m: None,
            after_build: Callable[[str], None] | None = None) -> Outcome:
     """`after_build(tag)` runs once the release image exists, before anything else (update's scan);
@@ -423,7 +423,7 @@ def deploy(client: DockerClient, engine: Engine, project: Project, allow_breakin
     return Outcome(release, previous.id, notes)
 
 
-def _maintenance_deploy(client: DockerClient, engine: Engine, project: Project, history: rel.History,
+def _maintenance_deploy(client: DockerClient, engine: DockerAPI, project: Project, history: rel.History,
                         release: rel.Release, previous: rel.Release, configured: str, gate: Gate, started: float,
                         keep: int, timeout: float, progress: Progress) -> Outcome:
     """--allow-breaking with a destructive migration: no old replica may run on the new schema,
@@ -479,7 +479,7 @@ def _bundle(exc: BaseException, probe: ProbeStream | None) -> dict[str, Any]:
     return bundle
 
 
-def _return_to(client: DockerClient, engine: Engine, project: Project, configured: str,
+def _return_to(client: DockerClient, engine: DockerAPI, project: Project, configured: str,
                previous: rel.Release, failed: rel.Release, timeout: float, progress: Progress) -> int:
     """Every replica back on the previous release's image; returns how many were switched back."""
     on_new = {c["Id"] for c in replicas(engine, project.name, SERVICE)
@@ -492,7 +492,7 @@ def _return_to(client: DockerClient, engine: Engine, project: Project, configure
     return len(result.replaced)
 
 
-def _prune(client: DockerClient, engine: Engine, project: Project, history: rel.History, keep: int) -> list[str]:
+def _prune(client: DockerClient, engine: DockerAPI, project: Project, history: rel.History, keep: int) -> list[str]:
     """Remove the images of releases beyond MONTERO_KEEP_RELEASES (their records stay, marked pruned)."""
     from python_on_whales.exceptions import DockerException
 
@@ -513,7 +513,7 @@ def _prune(client: DockerClient, engine: Engine, project: Project, history: rel.
 # ------------------------------------------------------------------ rollback
 
 
-def rollback(client: DockerClient, engine: Engine, project: Project, target_id: str | None = None,
+def rollback(client: DockerClient, engine: DockerAPI, project: Project, target_id: str | None = None,
              with_data: bool = False, timeout: float = 180.0, progress: Progress = lambda _m: None,
              restore: Callable[[str], None] | None = None) -> Outcome:
     """Back to the previous (or named) release with the same switch; `restore(backup_id)` puts

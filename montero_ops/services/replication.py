@@ -31,7 +31,7 @@ from montero_ops.project import Project
 from montero_ops.services import redact
 
 if TYPE_CHECKING:
-    from montero_ops.engine import Engine
+    from montero_ops.dockerapi import DockerAPI
 
 PROFILE = "replicate"
 SERVICE = "replicate"
@@ -272,7 +272,7 @@ class ReplicationStatus:
                 "problems": self.problems}
 
 
-def replicate_container(engine: Engine, project: Project) -> dict[str, Any] | None:
+def replicate_container(engine: DockerAPI, project: Project) -> dict[str, Any] | None:
     """The replicate service's container (running or not), or None when the profile is off."""
     for c in engine.project_containers(project.name, all=True):
         labels = c.get("Labels")
@@ -283,7 +283,7 @@ def replicate_container(engine: Engine, project: Project) -> dict[str, Any] | No
     return None
 
 
-def _service_state(engine: Engine, container: dict[str, Any]) -> str:
+def _service_state(engine: DockerAPI, container: dict[str, Any]) -> str:
     state = engine.inspect(container["Id"]).get("State") or {}
     if not state.get("Running") or state.get("Restarting"):
         return "down"
@@ -301,7 +301,7 @@ def _parse_ts(text: str) -> datetime | None:
     return datetime.fromisoformat(match.group(1) + frac + zone)
 
 
-def daemon_sync(engine: Engine, container_id: str, now: datetime) -> tuple[str | None, float | None, str | None]:
+def daemon_sync(engine: DockerAPI, container_id: str, now: datetime) -> tuple[str | None, float | None, str | None]:
     """(last_sync_at, lag seconds, problem) from the running daemon's control socket.
 
     Litestream moves last_sync_at on every sync that leaves the replica holding all of the WAL it
@@ -341,7 +341,7 @@ def last_log_error(logs: str) -> str | None:
     return found
 
 
-def status(project: Project, engine: Engine, db: Path, probe_replica: bool = True,
+def status(project: Project, engine: DockerAPI, db: Path, probe_replica: bool = True,
            now: datetime | None = None, lag_limit: float = LAG_LIMIT) -> ReplicationStatus:
     """Service state, replica position, lag and the last error; `problems` lists what doctor fails on."""
     now = now or datetime.now(UTC)

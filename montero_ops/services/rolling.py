@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from montero_ops.engine import Engine
+from montero_ops.dockerapi import DockerAPI
 from montero_ops.errors import CommandFailed, StackNotRunning, UsageError
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ class RollingResult:
         return asdict(self)
 
 
-def replicas(engine: Engine, project: str, service: str, running_only: bool = True) -> list[dict[str, Any]]:
+def replicas(engine: DockerAPI, project: str, service: str, running_only: bool = True) -> list[dict[str, Any]]:
     """The service's containers, oldest first (the list form of the Engine API: Id, Names, Created, State)."""
     found = [
         c for c in engine.project_containers(project, all=not running_only)
@@ -60,7 +60,7 @@ def _name(container: dict[str, Any]) -> str:
     return str(names[0]).lstrip("/")
 
 
-def health(engine: Engine, container_id: str) -> str:
+def health(engine: DockerAPI, container_id: str) -> str:
     """'healthy' | 'unhealthy' | 'starting' | 'none' (no healthcheck) | 'exited' | 'restarting' …"""
     state = engine.inspect(container_id).get("State", {})
     if state.get("Restarting"):
@@ -70,7 +70,7 @@ def health(engine: Engine, container_id: str) -> str:
     return str((state.get("Health") or {}).get("Status", "none"))
 
 
-def wait_healthy(engine: Engine, container_id: str, timeout: float, interval: float = 1.0) -> None:
+def wait_healthy(engine: DockerAPI, container_id: str, timeout: float, interval: float = 1.0) -> None:
     deadline = time.monotonic() + timeout
     status = "starting"
     while time.monotonic() < deadline:
@@ -97,7 +97,7 @@ def rolling_restart(
     dns_grace: float = DNS_GRACE_S,
     stop_timeout: int = 30,
     progress: Progress = lambda _msg: None,
-    engine: Engine | None = None,
+    engine: DockerAPI | None = None,
     check: Callable[[], None] | None = None,
     only: set[str] | None = None,
 ) -> RollingResult:
@@ -108,7 +108,7 @@ def rolling_restart(
     starting, or in `check` before the old replica was retired, undoes that step (`_undo_step`)
     and raises `ReplicaFailed` with the replacement's last log lines and health-probe output.
     """
-    engine = engine or Engine()
+    engine = engine or DockerAPI()
     running = replicas(engine, project.name, service)
     if not running:
         raise StackNotRunning(service)
@@ -195,7 +195,7 @@ class ReplicaFailed(CommandFailed):
 EVIDENCE_LINES = 80  # a crash at import: the cause sits above gunicorn's own traceback
 
 
-def evidence(engine: Engine, container_id: str) -> tuple[list[str], list[str]]:
+def evidence(engine: DockerAPI, container_id: str) -> tuple[list[str], list[str]]:
     """The replica's last log lines and health-probe outputs (best effort: it may be gone)."""
     from montero_ops.errors import MonteroError
     from montero_ops.services.status import health_log
@@ -214,13 +214,13 @@ def evidence(engine: Engine, container_id: str) -> tuple[list[str], list[str]]:
     return logs[-EVIDENCE_LINES:], probes
 
 
-def _image_of(engine: Engine, container_id: str) -> tuple[str, str]:
+def _image_of(engine: DockerAPI, container_id: str) -> tuple[str, str]:
     """(image id, image reference such as montero-app:latest) a container runs."""
     info = engine.inspect(container_id)
     return str(info.get("Image", "")), str((info.get("Config") or {}).get("Image", ""))
 
 
-def _undo_step(client: DockerClient, engine: Engine, project: Project, service: str, known: set[str],
+def _undo_step(client: DockerClient, engine: DockerAPI, project: Project, service: str, known: set[str],
                previous: tuple[str, str], proxy: str | None, progress: Progress) -> None:
     """Remove the replicas a failed step started, point the service's image tag back at the image
     the old replicas run, and send nginx back to Docker's DNS (which then names only the old ones)."""
@@ -250,7 +250,7 @@ def _prefixed(progress: Progress, prefix: str) -> Progress:
     return lambda message: progress(prefix + message)
 
 
-def retire(client: DockerClient, engine: Engine, project: Project, service: str, victims: list[dict[str, Any]],
+def retire(client: DockerClient, engine: DockerAPI, project: Project, service: str, victims: list[dict[str, Any]],
            stop_timeout: int = 30, progress: Progress = lambda _msg: None, unpin: bool = True) -> list[str]:
     """Stop and remove replicas without a request reaching them while they shut down.
 
@@ -284,10 +284,10 @@ def retire(client: DockerClient, engine: Engine, project: Project, service: str,
 
 
 def scale_down(client: DockerClient, project: Project, service: str, target: int,
-               progress: Progress = lambda _msg: None, engine: Engine | None = None) -> list[str]:
+               progress: Progress = lambda _msg: None, engine: DockerAPI | None = None) -> list[str]:
     """Remove the newest replicas above `target` through `retire` (compose would stop them while
     nginx still sends them requests). Returns the names removed; compose then finds `target` running."""
-    engine = engine or Engine()
+    engine = engine or DockerAPI()
     running = replicas(engine, project.name, service)
     victims = running[target:] if 0 < target < len(running) else []
     if victims and _nginx(engine, project.name):
@@ -299,13 +299,13 @@ def scale_down(client: DockerClient, project: Project, service: str, target: int
 PIN_SETTLE_S = 2.0  # nginx's graceful reload: new workers take over, old ones finish their requests
 
 
-def _nginx(engine: Engine, project: str) -> str | None:
+def _nginx(engine: DockerAPI, project: str) -> str | None:
     """The running nginx container of the project (production profile), if any."""
     running = replicas(engine, project, "nginx")
     return running[0]["Id"] if running else None
 
 
-def _addresses(engine: Engine, container_id: str, proxy_id: str, port: int = 5000) -> list[str]:
+def _addresses(engine: DockerAPI, container_id: str, proxy_id: str, port: int = 5000) -> list[str]:
     """IP:port of the replica on the network(s) it shares with nginx."""
     shared = set(engine.inspect(proxy_id).get("NetworkSettings", {}).get("Networks", {}))
     networks = engine.inspect(container_id).get("NetworkSettings", {}).get("Networks", {})

@@ -15,13 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from montero_ops.engine import Engine
 from montero_ops.errors import MonteroError, StackUnhealthy, UsageError
 from montero_ops.project import Project
 from montero_ops.services.status import SERVICE_LABEL, ContainerStatus, container_statuses, health_log
 
 if TYPE_CHECKING:
     from python_on_whales import DockerClient
+
+    from montero_ops.dockerapi import DockerAPI
+    from montero_ops.engine import ContainerReader
 
 PRODUCTION_PROFILE = "production"
 PRODUCTION_FILE = "compose.production.yml"
@@ -62,7 +64,7 @@ def with_profiles(project: Project, profiles: list[str]) -> Project:
     return variant
 
 
-def current_variant(engine: Engine, project: Project) -> Project:
+def current_variant(engine: ContainerReader, project: Project) -> Project:
     """The project as it was started: with the production profile when its services exist.
 
     `down`/`stop` without the profile would leave nginx behind (compose only acts on
@@ -184,7 +186,7 @@ def _pending(c: ContainerStatus) -> bool:
 
 
 def wait_healthy(
-    engine: Engine,
+    engine: DockerAPI,
     project: str,
     timeout: float,
     poll: float = 1.0,
@@ -238,7 +240,7 @@ def address(states: list[ContainerStatus]) -> str | None:
     return None
 
 
-def first_failure(engine: Engine, project: str, error: str = "") -> FailureReport | None:
+def first_failure(engine: DockerAPI, project: str, error: str = "") -> FailureReport | None:
     """After compose itself failed: the container that explains it, if any.
 
     The container compose names in its error comes first ("dependency failed to start:
@@ -263,7 +265,7 @@ def first_failure(engine: Engine, project: str, error: str = "") -> FailureRepor
     return None
 
 
-def add_evidence(client: DockerClient, engine: Engine, report: FailureReport) -> FailureReport:
+def add_evidence(client: DockerClient, engine: DockerAPI, report: FailureReport) -> FailureReport:
     """Fill in the service's last log lines and its health-probe outputs."""
     from python_on_whales.exceptions import DockerException
 
@@ -286,7 +288,7 @@ def add_evidence(client: DockerClient, engine: Engine, report: FailureReport) ->
     return report
 
 
-def volumes_to_delete(engine: Engine, project: str) -> list[str]:
+def volumes_to_delete(engine: DockerAPI, project: str) -> list[str]:
     return engine.project_volumes(project)
 
 

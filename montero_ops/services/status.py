@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from montero_ops.engine import Engine
+from montero_ops.engine import ContainerReader
 from montero_ops.errors import StackNotRunning
 from montero_ops.project import Project
 
@@ -73,7 +73,7 @@ def _ports(entries: list[dict[str, Any]] | None) -> list[str]:
     return seen
 
 
-def container_statuses(engine: Engine, project: str) -> list[ContainerStatus]:
+def container_statuses(engine: ContainerReader, project: str) -> list[ContainerStatus]:
     """Every container of the compose project, with health and restart count (one inspect each)."""
     entries = engine.project_containers(project)
     # Health and restart count need one inspect per container: ask in parallel (scaled apps).
@@ -106,7 +106,7 @@ def container_statuses(engine: Engine, project: str) -> list[ContainerStatus]:
     return sorted(result, key=lambda c: (c.service, c.name))
 
 
-def health_log(engine: Engine, container_id: str) -> list[dict[str, Any]]:
+def health_log(engine: ContainerReader, container_id: str) -> list[dict[str, Any]]:
     """The last health-probe results (docker inspect State.Health.Log)."""
     info = engine.inspect(container_id)
     log: list[dict[str, Any]] = ((info.get("State") or {}).get("Health") or {}).get("Log") or []
@@ -216,7 +216,7 @@ def services_health(containers: list[ContainerStatus], expected: list[str]) -> l
     return result
 
 
-def require_running(engine: Engine, project: str, service: str) -> str:
+def require_running(engine: ContainerReader, project: str, service: str) -> str:
     """The name of a running container of the service, or StackNotRunning ("run `montero up` first")."""
     for entry in engine.project_containers(project):  # the list form says enough: no inspect
         if (entry.get("Labels") or {}).get(SERVICE_LABEL) == service and entry.get("State") == "running":

@@ -93,7 +93,7 @@ def make_shop(root: Path, settings: dict[str, str], rows: int = 300) -> Path:
 def cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[..., Result]:
     from montero_ops.cli import app
 
-    monkeypatch.setattr("montero_ops.engine.Engine", NoEngine)
+    monkeypatch.setattr("montero_ops.dockerapi.DockerAPI", NoEngine)
     for name in ("MONTERO_BACKUP_DIR", "MONTERO_PROJECT_DIR", "MONTERO_OFFSITE_REPOSITORY", "RESTIC_PASSWORD",
                  "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.delenv(name, raising=False)

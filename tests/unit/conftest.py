@@ -142,7 +142,7 @@ def container(
 
 
 class FakeEngine:
-    """Stands in for montero_ops.engine.Engine; `timeline` lets state change between polls."""
+    """Stands in for montero_ops.engine.Engine and dockerapi.DockerAPI; `timeline` lets state change between polls."""
 
     def __init__(self) -> None:
         self.timeline: list[list[tuple[dict[str, Any], dict[str, Any]]]] = [[]]
@@ -176,7 +176,8 @@ class FakeEngine:
 @pytest.fixture
 def engine(monkeypatch: pytest.MonkeyPatch, project: Path) -> FakeEngine:
     fake = FakeEngine()
-    monkeypatch.setattr("montero_ops.engine.Engine", lambda *a, **k: fake)
+    monkeypatch.setattr("montero_ops.engine.Engine", lambda *a, **k: fake)  # the ps/health fast path
+    monkeypatch.setattr("montero_ops.dockerapi.DockerAPI", lambda *a, **k: fake)  # the docker SDK client
     monkeypatch.setattr("montero_ops.services.status.defined_services", lambda project: ["app", "redis"])
     monkeypatch.setattr("montero_ops.services.status.start_defined_services", lambda project: lambda: ["app", "redis"])
     monkeypatch.setattr("montero_ops.services.stack._sleep", lambda seconds: None)

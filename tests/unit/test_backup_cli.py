@@ -29,7 +29,7 @@ class NoEngine:
 
 @pytest.fixture
 def shop(project: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setattr("montero_ops.engine.Engine", NoEngine)
+    monkeypatch.setattr("montero_ops.dockerapi.DockerAPI", NoEngine)
     monkeypatch.delenv("MONTERO_BACKUP_DIR", raising=False)
     make_migrations(project)
     make_db(project / "data" / "mi_sistema.db", rows=200)
@@ -207,7 +207,7 @@ def test_sqlite_commands_refuse_a_stack_running_on_postgres(
     cli: Callable[..., Result], shop: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
 ) -> None:
     """./data still holds the SQLite file of before the switch: handling it would look like success."""
-    monkeypatch.setattr("montero_ops.engine.Engine", PostgresStackEngine)
+    monkeypatch.setattr("montero_ops.dockerapi.DockerAPI", PostgresStackEngine)
     monkeypatch.setattr("montero_ops.services.status.defined_services", lambda project: ["app", "redis"])
     before = state(shop)
     result = cli(*command)

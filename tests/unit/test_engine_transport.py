@@ -1,4 +1,5 @@
-"""The Engine API transport: one HTTP/1.0 exchange over a unix socket, read to EOF.
+"""The Engine API transports: the fast path (one HTTP/1.0 exchange over a unix socket, read to EOF)
+and the docker SDK client (dockerapi), which must answer failures the same way.
 
 A real unix-socket server stands in for dockerd here; tests/e2e talk to the real one.
 """
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from montero_ops.dockerapi import DockerAPI
 from montero_ops.engine import Engine, _unchunk
 from montero_ops.errors import DockerUnavailable, EngineError, ExitCode
 
@@ -48,13 +50,6 @@ def test_get_sends_http_1_0_and_reads_the_body_to_eof(tmp_path: Path) -> None:
     assert seen[0].startswith(b"GET /v1.41/containers/json?all=1 HTTP/1.0\r\n")
 
 
-def test_post_sends_a_json_body_with_its_length(tmp_path: Path) -> None:
-    sock = tmp_path / "d.sock"
-    seen = serve_once(sock, b'HTTP/1.1 201 Created\r\n\r\n{"Id": "x"}')
-    assert Engine(str(sock))._request("/containers/c/exec", {}, "POST", {"Cmd": ["true"]}) == b'{"Id": "x"}'
-    assert b"Content-Length: 17\r\n" in seen[0] and seen[0].endswith(b'{"Cmd": ["true"]}')
-
-
 def test_a_chunked_answer_is_decoded(tmp_path: Path) -> None:
     sock = tmp_path / "d.sock"
     serve_once(sock, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n[1, \r\n2\r\n2]\r\n0\r\n\r\n")
@@ -62,11 +57,12 @@ def test_a_chunked_answer_is_decoded(tmp_path: Path) -> None:
     assert _unchunk(b"3;ext=1\r\nabc\r\n0\r\n\r\n") == b"abc"
 
 
-def test_an_api_error_carries_the_engine_message(tmp_path: Path) -> None:
+@pytest.mark.parametrize("client", [Engine, DockerAPI])
+def test_an_api_error_carries_the_engine_message(tmp_path: Path, client: type[Engine | DockerAPI]) -> None:
     sock = tmp_path / "d.sock"
     serve_once(sock, b'HTTP/1.0 404 Not Found\r\n\r\n{"message": "No such container: nope"}')
     with pytest.raises(EngineError, match="404: No such container: nope") as caught:
-        Engine(str(sock)).inspect("nope")
+        client(str(sock)).inspect("nope")
     # Issue 12.10: the daemon answered, so this is not "Docker unavailable" (exit 3).
     assert not isinstance(caught.value, DockerUnavailable)
     assert (caught.value.status, caught.value.exit_code) == (404, ExitCode.FAILED)
@@ -75,24 +71,26 @@ def test_an_api_error_carries_the_engine_message(tmp_path: Path) -> None:
 def test_a_missing_image_is_none_other_errors_raise(tmp_path: Path) -> None:
     sock = tmp_path / "d.sock"
     serve_once(sock, b'HTTP/1.0 404 Not Found\r\n\r\n{"message": "No such image: x"}')
-    assert Engine(str(sock)).image_inspect("x") is None
+    assert DockerAPI(str(sock)).image_inspect("x") is None
     sock2 = tmp_path / "e.sock"
     serve_once(sock2, b'HTTP/1.0 500 Internal Server Error\r\n\r\n{"message": "the 404 store broke"}')
     with pytest.raises(EngineError) as caught:
-        Engine(str(sock2)).image_inspect("x")
+        DockerAPI(str(sock2)).image_inspect("x")
     assert caught.value.status == 500
 
 
-def test_a_missing_socket_says_the_daemon_is_not_running(tmp_path: Path) -> None:
+@pytest.mark.parametrize("client", [Engine, DockerAPI])
+def test_a_missing_socket_says_the_daemon_is_not_running(tmp_path: Path, client: type[Engine | DockerAPI]) -> None:
     with pytest.raises(DockerUnavailable, match="does not exist: the daemon is not running"):
-        Engine(str(tmp_path / "absent.sock")).ping()
+        client(str(tmp_path / "absent.sock")).ping()
 
 
-def test_garbage_is_reported_as_a_daemon_that_does_not_answer(tmp_path: Path) -> None:
+@pytest.mark.parametrize("client", [Engine, DockerAPI])
+def test_garbage_is_reported_as_a_daemon_that_does_not_answer(tmp_path: Path, client: type[Engine | DockerAPI]) -> None:
     sock = tmp_path / "d.sock"
     serve_once(sock, b"not http at all")
     with pytest.raises(DockerUnavailable, match="not answering"):
-        Engine(str(sock)).ping()
+        client(str(sock)).ping()
 
 
 def test_a_crashing_doctor_check_hints_a_command_that_exists(cli, project: Path) -> None:

@@ -25,7 +25,7 @@ PASSWORD = "correct-horse-battery-staple-1234"
 
 @pytest.fixture
 def shop(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setattr("montero_ops.engine.Engine", NoEngine)
+    monkeypatch.setattr("montero_ops.dockerapi.DockerAPI", NoEngine)
     for name in ("MONTERO_BACKUP_DIR", "MONTERO_OFFSITE_REPOSITORY", "MONTERO_OFFSITE_PASSWORD",
                  "MONTERO_OFFSITE_PASSWORD_FILE", "RESTIC_PASSWORD", "RESTIC_REPOSITORY"):
         monkeypatch.delenv(name, raising=False)

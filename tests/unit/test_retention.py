@@ -80,7 +80,7 @@ def test_policy_refuses_bad_input(kwargs: dict[str, object], message: str) -> No
 @pytest.fixture
 def dated(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli: Callable[..., Result]) -> list[str]:
     """Backups made on 34 planned days (Oct 29 to Dec 2) (one a day, NOW going back), plus one safety backup."""
-    monkeypatch.setattr("montero_ops.engine.Engine", NoEngine)
+    monkeypatch.setattr("montero_ops.dockerapi.DockerAPI", NoEngine)
     for name in ("MONTERO_BACKUP_DIR", "MONTERO_OFFSITE_REPOSITORY", "MONTERO_OFFSITE_PASSWORD", "RESTIC_PASSWORD"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("RESTIC_CACHE_DIR", str(tmp_path / "restic-cache"))

@@ -19,6 +19,8 @@ from montero_ops.services.backups.sqlite_db import read_env_file
 if TYPE_CHECKING:
     from python_on_whales import DockerClient
 
+    from montero_ops.dockerapi import DockerAPI
+
 
 class Stack(Protocol):
     def running(self, service: str) -> bool: ...
@@ -72,15 +74,23 @@ echo "persistence=$AOF"
 
 
 class ComposeStack:
-    def __init__(self, project: Project, client: DockerClient, health_timeout: float = 180.0) -> None:
+    def __init__(self, project: Project, client: DockerClient, health_timeout: float = 180.0,
+                 docker: DockerAPI | None = None) -> None:
         self.project, self.client, self.health_timeout = project, client, health_timeout
+        self._docker = docker
         self._config: dict[str, Any] | None = None
 
-    def _containers(self, service: str) -> list[dict[str, Any]]:
-        from montero_ops.engine import Engine
+    @property
+    def docker(self) -> DockerAPI:
+        if self._docker is None:
+            from montero_ops.dockerapi import DockerAPI
 
+            self._docker = DockerAPI()
+        return self._docker
+
+    def _containers(self, service: str) -> list[dict[str, Any]]:
         return [
-            c for c in Engine().project_containers(self.project.name)
+            c for c in self.docker.project_containers(self.project.name)
             if c.get("Labels", {}).get("com.docker.compose.service") == service
         ]
 
@@ -92,13 +102,11 @@ class ComposeStack:
 
     def start(self, services: list[str]) -> None:
         """`compose start` keeps the current scale (up would reset `--scale app=3` to 1)."""
-        from montero_ops.engine import Engine
-
         if all(self._containers(s) for s in services):
             self.client.compose.start(services)
         else:
             self.client.compose.up(services, detach=True, quiet=True)
-        engine = Engine()
+        engine = self.docker
         deadline = time.monotonic() + self.health_timeout
         while True:
             pending = []

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from montero_ops.engine import Engine
+from montero_ops.dockerapi import DockerAPI
 from montero_ops.project import Project
 from montero_ops.services import redact
 
@@ -42,7 +42,7 @@ class Context:
     project: Project
     production: bool = False
     timeout: float = 8.0
-    engine: Engine | None = None
+    engine: DockerAPI | None = None
     docker_error: str = ""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)

@@ -7,7 +7,8 @@ import shutil
 import subprocess
 
 from montero_ops.client import COMPOSE_HINT
-from montero_ops.engine import Engine, socket_path
+from montero_ops.dockerapi import DockerAPI
+from montero_ops.engine import socket_path
 from montero_ops.errors import DockerUnavailable
 from montero_ops.services.doctor.context import Context, run_cmd
 from montero_ops.services.doctor.finding import Finding, failed, passed, warned
@@ -34,7 +35,7 @@ def connect(ctx: Context) -> Finding:
             "DOCKER_HOST points to a remote engine; doctor inspects only a local unix socket",
             "unset DOCKER_HOST to check the local engine",
         )
-    engine = Engine(path, timeout=ctx.timeout)
+    engine = DockerAPI(path, timeout=ctx.timeout)
     try:
         engine.ping()
     except DockerUnavailable as exc:

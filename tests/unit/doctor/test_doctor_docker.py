@@ -93,7 +93,7 @@ def test_daemon_permission_denied(root: Path, monkeypatch: pytest.MonkeyPatch) -
             hint="add your user to the docker group (`sudo usermod -aG docker $USER`, then log in again)",
         )
 
-    monkeypatch.setattr("montero_ops.engine.Engine.ping", denied)
+    monkeypatch.setattr("montero_ops.dockerapi.DockerAPI.ping", denied)
     finding = connect(make_ctx(root))
     assert finding.status.value == "fail"
     assert "usermod -aG docker" in finding.fix
@@ -151,11 +151,3 @@ def test_compose_plugin_hangs(root: Path, monkeypatch: pytest.MonkeyPatch) -> No
 
     monkeypatch.setattr(docker_checks, "run_cmd", hang)
     assert check_compose(make_ctx(root))[0].status.value == "warn"
-
-
-def test_engine_demux_frames_and_raw_tty_stream() -> None:
-    from montero_ops.engine import demux
-
-    framed = b"\x01\x00\x00\x00\x00\x00\x00\x06hello\n" + b"\x02\x00\x00\x00\x00\x00\x00\x04err\n"
-    assert demux(framed) == b"hello\nerr\n"
-    assert demux(b"plain tty output\n") == b"plain tty output\n"
