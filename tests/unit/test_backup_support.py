@@ -17,6 +17,7 @@ from pathlib import Path
 
 from montero_ops.errors import CommandFailed
 from montero_ops.services.backups.redis_data import LocalRedis, restore_local
+from montero_ops.services.backups.stack import RAW_COPY_SCRIPT, STOPPED_SNAPSHOT_SCRIPT, run_local
 
 SCHEMA = """
 CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY);
@@ -157,11 +158,21 @@ class LocalStack:
         return LocalRedis(self.redis_proc.port)
 
     def redis_snapshot_stopped(self, dest: Path) -> dict[str, object]:
-        raise AssertionError("not used")
-
-    def redis_restore(self, src: Path, aof: bool) -> None:
+        """What the throwaway container does: a private redis-server loads the files (AOF first)."""
         assert self.redis_proc is not None
-        restore_local(src, self.redis_proc.data_dir, aof)
+        out = run_local(STOPPED_SNAPSHOT_SCRIPT, self.redis_proc.data_dir, dest)
+        return {"persistence": "aof" if "persistence=yes" in out else "rdb", "source": "volume (stack stopped)",
+                "dbfilename": "dump.rdb"}
+
+    def redis_raw_copy(self, dest: Path) -> dict[str, object]:
+        assert self.redis_proc is not None
+        out = run_local(RAW_COPY_SCRIPT, self.redis_proc.data_dir, dest)
+        return {"persistence": "aof" if "persistence=yes" in out else "rdb", "source": "raw files of the volume",
+                "dbfilename": "dump.rdb"}
+
+    def redis_restore(self, src: Path, aof: bool, raw: bool = False) -> None:
+        assert self.redis_proc is not None
+        restore_local(src, self.redis_proc.data_dir, aof, raw=raw)
 
 
 def copy_db(src: Path, dest: Path) -> None:

@@ -81,7 +81,7 @@ def create_backup(
             except ValueError:
                 manifest.sqlite["source"] = str(db)
         if "redis" in contents:
-            manifest.redis = _backup_redis(stack, work, files, progress)
+            manifest.redis = _backup_redis(stack, work, files, progress, raw_fallback=not require_integrity)
         manifest.files = files
         final = _claim_name(backups_dir, backup_id(when, project.name, contents))
         try:
@@ -171,19 +171,36 @@ def _backup_sqlite(
             "journal_mode": journal_mode}
 
 
-def _backup_redis(stack: Stack, work: Path, files: list[FileEntry], progress: Progress) -> dict[str, object]:
+def _backup_redis(stack: Stack, work: Path, files: list[FileEntry], progress: Progress,
+                  raw_fallback: bool = False) -> dict[str, object]:
     dest = work / "redis"
-    if stack.running("redis"):
-        progress("Redis: BGSAVE, waiting for LASTSAVE to move")
-        info = snapshot(stack.redis(), dest)
-        info["source"] = "running redis (BGSAVE)"
-    else:
-        progress("Redis: not running, reading its data volume with a throwaway container")
-        info = stack.redis_snapshot_stopped(dest)
+    try:
+        info = _redis_snapshot(stack, dest, progress)
+    except MonteroError as exc:
+        if not raw_fallback:
+            raise MonteroError(f"cannot back up Redis: {exc.message}",
+                               hint=exc.hint or "see `montero doctor` (data.redis_aof) and `montero logs redis`") from exc
+        # A restore's safety copy of a Redis that cannot load its own files (a damaged AOF
+        # crash-loops it): keep the files as they are, so the restore can rescue it.
+        progress(f"Redis cannot load its data ({exc.message}): the safety backup keeps its files as they are "
+                 "(raw copy)")
+        shutil.rmtree(dest, ignore_errors=True)
+        info = stack.redis_raw_copy(dest)
+        info.update(raw=True, unreadable=exc.message)
     for path in sorted(p for p in dest.rglob("*") if p.is_file()):
         role = "redis-rdb" if path.name == "dump.rdb" and path.parent == dest else "redis-aof"
         files.append(FileEntry(name=str(path.relative_to(work)), role=role, size=path.stat().st_size,
                                sha256=sha256_file(path)))
-    if not any(f.role == "redis-rdb" for f in files):
+    if not info.get("raw") and not any(f.role == "redis-rdb" for f in files):
         raise MonteroError("Redis produced no dump.rdb")
     return info
+
+
+def _redis_snapshot(stack: Stack, dest: Path, progress: Progress) -> dict[str, object]:
+    if stack.running("redis"):
+        progress("Redis: BGSAVE, waiting for LASTSAVE to move")
+        info = snapshot(stack.redis(), dest)
+        info["source"] = "running redis (BGSAVE)"
+        return info
+    progress("Redis: not running, reading its data volume with a throwaway container")
+    return stack.redis_snapshot_stopped(dest)

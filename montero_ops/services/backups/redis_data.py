@@ -98,17 +98,25 @@ def looks_like_rdb(path: Path) -> bool:
         return fh.read(5) == b"REDIS"
 
 
-# Run with SRC (folder holding dump.rdb), DATA (Redis's data dir), DBFILE, AOF=yes|no.
+# Run with SRC (folder holding dump.rdb), DATA (Redis's data dir), DBFILE, AOF=yes|no, RAW=yes|no.
 # Builds the new state in $DATA/.montero-restore, then swaps it in with renames.
 # With AOF on, Redis 7 ignores dump.rdb when it starts, so the AOF is rebuilt from the
 # snapshot by a temporary redis-server (appendonly off, then CONFIG SET appendonly yes).
+# RAW=yes puts back a raw safety copy (files Redis could not load, e.g. a damaged AOF) exactly
+# as they were: dump.rdb and appendonlydir when present, no redis-server involved.
 RESTORE_SCRIPT = r"""
 set -eu
 STAGE="$DATA/.montero-restore"
 OLD="$DATA/.montero-old"
 rm -rf "$STAGE" "$OLD"
 mkdir -p "$STAGE"
-cp "$SRC/dump.rdb" "$STAGE/$DBFILE"
+if [ "${RAW:-no}" = yes ]; then
+  if [ -e "$SRC/dump.rdb" ]; then cp "$SRC/dump.rdb" "$STAGE/$DBFILE"; fi
+  if [ -d "$SRC/appendonlydir" ]; then cp -r "$SRC/appendonlydir" "$STAGE/appendonlydir"; fi
+  AOF=raw
+else
+  cp "$SRC/dump.rdb" "$STAGE/$DBFILE"
+fi
 if [ "$AOF" = yes ]; then
   SOCK="$STAGE/tmp.sock"
   redis-server --dir "$STAGE" --dbfilename "$DBFILE" --appendonly no --save "" --port 0 \
@@ -141,7 +149,7 @@ mkdir -p "$OLD"
 if [ -e "$DATA/$DBFILE" ]; then mv "$DATA/$DBFILE" "$OLD/"; fi
 if [ -e "$DATA/appendonlydir" ]; then mv "$DATA/appendonlydir" "$OLD/"; fi
 if [ -d "$STAGE/appendonlydir" ]; then mv "$STAGE/appendonlydir" "$DATA/appendonlydir"; fi
-mv "$STAGE/$DBFILE" "$DATA/$DBFILE"
+if [ -e "$STAGE/$DBFILE" ]; then mv "$STAGE/$DBFILE" "$DATA/$DBFILE"; fi
 sync
 rm -rf "$OLD" "$STAGE"
 echo restored
@@ -177,12 +185,13 @@ class LocalRedis:
             shutil.copy2(src, dest)
 
 
-def restore_local(src: Path, data_dir: Path, aof: bool, dbfile: str = "dump.rdb") -> str:
+def restore_local(src: Path, data_dir: Path, aof: bool, dbfile: str = "dump.rdb", raw: bool = False) -> str:
     """Run RESTORE_SCRIPT against a local data dir (Redis must be stopped)."""
     import os
     import subprocess
 
-    env = dict(os.environ, SRC=str(src), DATA=str(data_dir), DBFILE=dbfile, AOF="yes" if aof else "no")
+    env = dict(os.environ, SRC=str(src), DATA=str(data_dir), DBFILE=dbfile, AOF="yes" if aof else "no",
+               RAW="yes" if raw else "no")
     proc = subprocess.run(["sh", "-c", RESTORE_SCRIPT], capture_output=True, text=True, env=env, timeout=900,
                           check=False)
     if proc.returncode != 0:

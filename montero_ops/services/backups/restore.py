@@ -205,7 +205,10 @@ def _redis_aof(plan: RestorePlan, stack: Stack, running: bool) -> bool:
     if "redis" not in plan.what:
         return False
     if running:
-        return persistence_mode(stack.redis()) == "aof"
+        try:
+            return persistence_mode(stack.redis()) == "aof"
+        except MonteroError:
+            pass  # crash-looping (a damaged AOF): it cannot answer; the backup says how it ran
     return (plan.manifest.redis or {}).get("persistence") == "aof"
 
 
@@ -233,9 +236,13 @@ def _put_data(folder: Path, manifest: Manifest, plan: RestorePlan, stack: Stack,
         finally:
             staged.unlink(missing_ok=True)
     if "redis" in plan.what and "redis" in manifest.contents:
-        progress("Redis: putting dump.rdb in place" + (" and rebuilding the append-only file" if aof else ""))
+        raw = bool((manifest.redis or {}).get("raw"))
+        if raw:
+            progress("Redis: putting its files back as they were (a raw copy: Redis could not load them then)")
+        else:
+            progress("Redis: putting dump.rdb in place" + (" and rebuilding the append-only file" if aof else ""))
         journal.step("redis")
-        stack.redis_restore(folder / "redis", aof)
+        stack.redis_restore(folder / "redis", aof, raw=raw)
         journal.step("redis", done=[*journal.data.done, "redis"])
 
 

@@ -29,7 +29,10 @@ class Stack(Protocol):
         """Start and wait until healthy; raise MonteroError saying why when it is not."""
     def redis(self) -> RedisSource: ...
     def redis_snapshot_stopped(self, dest: Path) -> dict[str, object]: ...
-    def redis_restore(self, src: Path, aof: bool) -> None: ...
+    def redis_raw_copy(self, dest: Path) -> dict[str, object]:
+        """Redis's files exactly as they are on its volume (when no Redis can load them)."""
+    def redis_restore(self, src: Path, aof: bool, raw: bool = False) -> None:
+        """Put a snapshot in place (rebuilding the AOF when `aof`), or with `raw` the files as they were."""
 
 
 class NoStack:
@@ -50,27 +53,65 @@ class NoStack:
     def redis_snapshot_stopped(self, dest: Path) -> dict[str, object]:
         raise MonteroError("Redis is not running and no Docker volume can be read here")
 
-    def redis_restore(self, src: Path, aof: bool) -> None:
+    def redis_raw_copy(self, dest: Path) -> dict[str, object]:
+        raise MonteroError("no Redis data volume can be reached here")
+
+    def redis_restore(self, src: Path, aof: bool, raw: bool = False) -> None:
         raise MonteroError("no Redis data volume can be reached here")
 
 
 # Run in a throwaway container of the redis image with the volume at /data (read-only)
 # and the output folder at /out: a private redis-server loads exactly what the real one
 # would (AOF when on), and SAVE (safe here: nobody else uses it) writes a consistent dump.rdb.
+# DATA and OUT override the two folders (tests run the same script on a local redis-server).
 STOPPED_SNAPSHOT_SCRIPT = r"""
 set -eu
-W=/tmp/work; mkdir -p $W
-if [ -d /data/appendonlydir ]; then AOF=yes; cp -r /data/appendonlydir $W/; else AOF=no; fi
-if [ -e /data/dump.rdb ]; then cp /data/dump.rdb $W/; fi
-redis-server --dir $W --appendonly $AOF --save "" --port 0 --unixsocket /tmp/s.sock --daemonize yes --logfile /tmp/r.log
-i=0; until redis-cli -s /tmp/s.sock ping 2>/dev/null | grep -q PONG; do
-  i=$((i+1)); if [ $i -gt 600 ]; then cat /tmp/r.log >&2; exit 1; fi; sleep 0.1; done
-redis-cli -s /tmp/s.sock save >/dev/null
-redis-cli -s /tmp/s.sock shutdown nosave >/dev/null 2>&1 || true
-cp $W/dump.rdb /out/dump.rdb
-if [ $AOF = yes ]; then cp -r /data/appendonlydir /out/appendonlydir; fi
+D="${DATA:-/data}"; O="${OUT:-/out}"
+W=$(mktemp -d)
+if [ -d "$D/appendonlydir" ]; then AOF=yes; cp -r "$D/appendonlydir" "$W/"; else AOF=no; fi
+if [ -e "$D/dump.rdb" ]; then cp "$D/dump.rdb" "$W/"; fi
+redis-server --dir "$W" --appendonly $AOF --save "" --port 0 --unixsocket "$W/s.sock" --logfile "$W/r.log" &
+PID=$!
+i=0; until redis-cli -s "$W/s.sock" ping 2>/dev/null | grep -q PONG; do
+  i=$((i+1))
+  if [ $i -gt 600 ] || ! kill -0 $PID 2>/dev/null; then
+    # The last line Redis logged says why (e.g. "Bad file format reading the append only file").
+    grep -v '^$' "$W/r.log" | tail -n 1 | sed 's/^[0-9]*:[A-Z] [^#*]*[#*] //' >&2
+    kill $PID 2>/dev/null || true; rm -rf "$W"; exit 1
+  fi
+  sleep 0.1; done
+redis-cli -s "$W/s.sock" save >/dev/null
+redis-cli -s "$W/s.sock" shutdown nosave >/dev/null 2>&1 || true
+wait $PID || true
+cp "$W/dump.rdb" "$O/dump.rdb"
+if [ $AOF = yes ]; then cp -r "$D/appendonlydir" "$O/appendonlydir"; fi
+rm -rf "$W"
 echo "persistence=$AOF"
 """
+
+# The files as they are, when no redis-server can load them (a damaged AOF): a restore's
+# safety copy must not need the Redis it is about to replace.
+RAW_COPY_SCRIPT = r"""
+set -eu
+D="${DATA:-/data}"; O="${OUT:-/out}"
+if [ -e "$D/dump.rdb" ]; then cp -p "$D/dump.rdb" "$O/dump.rdb"; fi
+if [ -d "$D/appendonlydir" ]; then cp -rp "$D/appendonlydir" "$O/appendonlydir"; AOF=yes; else AOF=no; fi
+echo "persistence=$AOF"
+"""
+
+
+def run_local(script: str, data: Path, out: Path) -> str:
+    """One of the throwaway container's scripts on this machine's redis-server (tests, bare metal)."""
+    import os
+    import subprocess
+
+    out.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=300, check=False,
+                          env=dict(os.environ, DATA=str(data), OUT=str(out)))
+    if proc.returncode != 0:
+        line = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+        raise CommandFailed(f"throwaway redis container failed: {line}")
+    return proc.stdout
 
 
 class ComposeStack:
@@ -95,7 +136,9 @@ class ComposeStack:
         ]
 
     def running(self, service: str) -> bool:
-        return any(c.get("State") == "running" for c in self._containers(service))
+        """Running, or crash-looping: Docker keeps restarting a `restarting` container, so its
+        files may be replaced only after it is stopped (and it is started again after)."""
+        return any(c.get("State") in ("running", "restarting") for c in self._containers(service))
 
     def stop(self, services: list[str]) -> None:
         self.client.compose.stop(services)
@@ -165,9 +208,16 @@ class ComposeStack:
         mode = "aof" if "persistence=yes" in out else "rdb"
         return {"persistence": mode, "source": "volume (stack stopped)", "dbfilename": "dump.rdb"}
 
-    def redis_restore(self, src: Path, aof: bool) -> None:
+    def redis_raw_copy(self, dest: Path) -> dict[str, object]:
+        dest.mkdir(parents=True, exist_ok=True)
+        out = self._throwaway(RAW_COPY_SCRIPT, [(self.redis_volume(), "/data", "ro"), (str(dest), "/out", "rw")], {})
+        mode = "aof" if "persistence=yes" in out else "rdb"
+        return {"persistence": mode, "source": "raw files of the volume", "dbfilename": "dump.rdb"}
+
+    def redis_restore(self, src: Path, aof: bool, raw: bool = False) -> None:
         self._throwaway(RESTORE_SCRIPT, [(self.redis_volume(), "/data", "rw"), (str(src), "/src", "ro")],
-                        {"SRC": "/src", "DATA": "/data", "DBFILE": "dump.rdb", "AOF": "yes" if aof else "no"})
+                        {"SRC": "/src", "DATA": "/data", "DBFILE": "dump.rdb", "AOF": "yes" if aof else "no",
+                         "RAW": "yes" if raw else "no"})
 
 
 class ComposeRedis:

@@ -33,6 +33,9 @@ def verify_backup(folder: Path) -> VerifyResult:
     except UsageError as exc:
         return VerifyResult(folder.name, folder, False, [exc.message])
     problems: list[str] = []
+    # A raw safety copy (Redis could not load its own files, e.g. a damaged AOF) holds those files
+    # exactly as they were: its checksums are checked, not whether Redis could load them.
+    raw_redis = bool((manifest.redis or {}).get("raw"))
     for entry in manifest.files:
         path = folder / entry.name
         if not path.is_file():
@@ -48,7 +51,7 @@ def verify_backup(folder: Path) -> VerifyResult:
             continue
         if entry.role == "sqlite":
             problems += _check_sqlite(path, entry.compression == "gzip", manifest)
-        if entry.role == "redis-rdb" and not looks_like_rdb(path):
+        if entry.role == "redis-rdb" and not raw_redis and not looks_like_rdb(path):
             problems.append(f"{entry.name} is not a Redis RDB file")
     # A file the manifest does not list is not part of the backup: added, or left by something else.
     listed = {entry.name for entry in manifest.files} | {MANIFEST}
@@ -59,7 +62,9 @@ def verify_backup(folder: Path) -> VerifyResult:
     for kind in manifest.contents:
         if kind == "sqlite" and (manifest.file("sqlite") is None or manifest.sqlite is None):
             problems.append("manifest lists sqlite but describes no database file")
-        if kind == "redis" and (manifest.file("redis-rdb") is None or manifest.redis is None):
+        if kind == "redis" and manifest.redis is None:
+            problems.append("manifest lists redis but describes no Redis data")
+        elif kind == "redis" and manifest.file("redis-rdb") is None and not raw_redis:
             problems.append("manifest lists redis but describes no dump.rdb")
     return VerifyResult(folder.name, folder, not problems, problems, manifest)
 

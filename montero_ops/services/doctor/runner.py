@@ -29,6 +29,7 @@ from montero_ops.services.doctor.locking import check_locking
 from montero_ops.services.doctor.monitoring import check_monitoring
 from montero_ops.services.doctor.ports import check_ports
 from montero_ops.services.doctor.production import check_production
+from montero_ops.services.doctor.redis_aof import check_redis_aof
 from montero_ops.services.doctor.replication import check_replication
 from montero_ops.services.doctor.restore import check_restore
 from montero_ops.services.doctor.schedule import check_schedule
@@ -56,6 +57,7 @@ CHECKS: list[Check] = [
     Check("data", check_database),
     Check("data.backups", check_backups),
     Check("data.restore", check_restore),
+    Check("data.redis_aof", check_redis_aof, needs_docker=True),
     Check("images.app", check_images, needs_docker=True),
     Check("prod", check_production),
     Check("schedule", check_schedule),
