@@ -1,13 +1,17 @@
 """The docker boundary: one python-on-whales DockerClient built from the project.
 
-python-on-whales costs ~0.4 s to import, so it is imported here, inside functions,
-and never on the path of `montero --help` / `--version`.
+python-on-whales costs 0.4-0.5 s to import, so it is imported here, inside functions,
+and never on the path of `montero --help` / `--version`. Each client remembers the
+project and docker call it was built from (`built_from`), so the commands montero runs
+itself (services/dockercmd.py) need nothing from python-on-whales' internals.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import weakref
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,16 +28,34 @@ COMPOSE_HINT = (
 DAEMON_HINT = "start Docker (`sudo systemctl start docker`, or `montero setup` which starts dockerd)"
 
 
-# Tests point this at a harmless binary so commands can be built where docker is absent.
 DEFAULT_CLIENT_CALL = ["docker"]
 
 
-def compose_base_cmd(project: Project) -> list[str]:
+@dataclass(frozen=True)
+class Built:
+    """What a DockerClient was built from."""
+
+    project: Project | None  # None: a client for docker alone (`montero version` outside a project)
+    client_call: list[str]
+
+
+_BUILT: weakref.WeakKeyDictionary[DockerClient, Built] = weakref.WeakKeyDictionary()
+
+
+def built_from(client: DockerClient) -> Built:
+    try:
+        return _BUILT[client]
+    except KeyError:
+        raise TypeError("this DockerClient was not made by montero_ops.client.build_client") from None
+
+
+def compose_base_cmd(project: Project, client_call: list[str] | None = None) -> list[str]:
     """The same `docker compose …` prefix python-on-whales builds, without importing it.
 
-    Used by the fast read-only paths (ps, health) that must not pay for that import.
+    Used by the fast read-only paths (ps, health) that must not pay for that import, and by
+    the commands montero runs itself.
     """
-    cmd = [*DEFAULT_CLIENT_CALL, "compose"]
+    cmd = [*(client_call or DEFAULT_CLIENT_CALL), "compose"]
     for file in project.compose_files:
         cmd += ["--file", str(file)]
     for profile in project.profiles:
@@ -59,14 +81,26 @@ def build_client(project: Project, client_call: list[str] | None = None) -> Dock
     from python_on_whales import DockerClient
 
     env_files: list[str | Path] = [project.env_file] if project.env_file.is_file() else []
-    return DockerClient(
+    call = list(client_call or DEFAULT_CLIENT_CALL)
+    client = DockerClient(
         compose_files=list(project.compose_files),
         compose_env_files=env_files,
         compose_profiles=list(project.profiles),
         compose_project_name=project.name,
         compose_project_directory=project.root,
-        client_call=client_call or list(DEFAULT_CLIENT_CALL),
+        client_call=call,
     )
+    _BUILT[client] = Built(project, call)
+    return client
+
+
+def plain_client() -> DockerClient:
+    """A client without compose context, for `docker version` outside a project."""
+    from python_on_whales import DockerClient
+
+    client = DockerClient(client_call=list(DEFAULT_CLIENT_CALL))
+    _BUILT[client] = Built(None, list(DEFAULT_CLIENT_CALL))
+    return client
 
 
 def require_docker_cli(client_call: list[str] | None = None) -> None:
@@ -82,7 +116,7 @@ def require_engine(client: DockerClient) -> None:
     """The daemon answers and the Compose v2 plugin is there; else exit 3 with the fix."""
     from python_on_whales.exceptions import DockerException
 
-    require_docker_cli(client.client_config.client_call)
+    require_docker_cli(built_from(client).client_call)
     try:
         client.version()
     except DockerException as exc:

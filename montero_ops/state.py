@@ -123,15 +123,17 @@ def _learn_secrets(project: Project) -> None:
 
 
 def _log_docker_commands() -> None:
-    """--verbose: python-on-whales logs each command it runs at DEBUG; show them on stderr."""
+    """--verbose: python-on-whales (its logger's name is "python_on_whales.utils") and
+    services/dockercmd.py log each command they run at DEBUG; show them on stderr."""
     import logging
 
-    logger = logging.getLogger("python_on_whales.utils")
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.DEBUG)
+    for name in ("python_on_whales.utils", "montero_ops.docker"):
+        logger = logging.getLogger(name)
+        if not logger.handlers:
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            logger.addHandler(handler)
+            logger.setLevel(logging.DEBUG)
 
 
 def get_state(ctx: Any) -> State:

@@ -19,9 +19,9 @@ def version(ctx: typer.Context, json: JsonOption = False) -> None:
     try:
         client = state.client(check=False)
     except ProjectNotFound:  # versions do not need a project
-        from python_on_whales import DockerClient
+        from montero_ops.client import plain_client
 
-        client = DockerClient()
+        client = plain_client()
     result = versions(client)
     if json:
         print_json(result.to_dict())

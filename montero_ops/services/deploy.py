@@ -70,9 +70,9 @@ class StackState:
 
 
 def _docker(client: DockerClient, *args: str) -> str:
-    from python_on_whales.utils import run
+    from montero_ops.services import dockercmd
 
-    return str(run(client.client_config.docker_cmd + list(args)) or "")
+    return dockercmd.docker(client, *args)
 
 
 def require_manager(client: DockerClient) -> None:

@@ -46,7 +46,9 @@ def prepare(client: DockerClient, config: dict[str, Any], project_name: str) -> 
     if found is None:
         return False
     volume, image = found
-    docker = list(client.client_config.client_call)
+    from montero_ops.client import built_from
+
+    docker = list(built_from(client).client_call)
     inspect = subprocess.run([*docker, "volume", "inspect", "--format", "{{.Mountpoint}}", volume],
                              capture_output=True, text=True, check=False)
     if inspect.returncode != 0:

@@ -12,7 +12,6 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from montero_ops.errors import MonteroError, StackUnhealthy, UsageError
@@ -97,22 +96,25 @@ def parse_scales(items: list[str]) -> dict[str, int]:
 
 def _stamp(client: DockerClient) -> None:
     """Label the app image with its sources' digest (doctor images.app compares contents, not times)."""
+    from montero_ops.client import built_from
     from montero_ops.services.sources import stamp_sources
 
-    root = client.client_config.compose_project_directory
-    if root is not None:
-        stamp_sources(Path(root))
+    project = built_from(client).project
+    if project is not None:
+        stamp_sources(project.root)
 
 
 def _prepare_redis_volume(client: DockerClient) -> None:
     """Redis runs non-root: its volume must be its user's before it starts (services/redis_volume.py)."""
     from python_on_whales.exceptions import DockerException
 
+    from montero_ops.client import built_from
     from montero_ops.services import redis_volume
 
-    name = client.client_config.compose_project_name
-    if not name:
+    project = built_from(client).project
+    if project is None:
         return
+    name = project.name
     try:
         config = client.compose.config(return_json=True)
     except (DockerException, ValueError):

@@ -32,9 +32,9 @@ FAILED_STATES = {"failed", "rejected"}
 
 
 def docker(client: DockerClient, *args: str) -> str:
-    from python_on_whales.utils import run
+    from montero_ops.services import dockercmd
 
-    return str(run(client.client_config.docker_cmd + list(args)) or "")
+    return dockercmd.docker(client, *args)
 
 
 @dataclass
@@ -223,7 +223,9 @@ def failure_reason(client: DockerClient, service: str, all_tasks: Sequence[Task]
     lines = [f"task {task.id[:12]} ({task.state}): {task.error or task.message}"]
     # Not --raw: with --raw, --tail prints nothing (docker 20.10). Each line is "name@node | text";
     # the task's stderr arrives on ours, so both streams are read together.
-    cmd = client.client_config.docker_cmd + ["service", "logs", "--no-trunc", "--tail", str(log_lines), task.id]
+    from montero_ops.services.dockercmd import docker_cmd
+
+    cmd = docker_cmd(client) + ["service", "logs", "--no-trunc", "--tail", str(log_lines), task.id]
     try:
         logs = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=30,
                               check=False).stdout

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from montero_ops.errors import CommandFailed
 from montero_ops.project import Project
 from montero_ops.services.containers import APP_SERVICE
-from montero_ops.services.dockercmd import compose_cmd, run_passthrough
+from montero_ops.services.dockercmd import compose_cmd, docker_cmd, run_passthrough
 
 if TYPE_CHECKING:
     from python_on_whales import DockerClient
@@ -62,7 +62,7 @@ def build_cmd(client: DockerClient) -> list[str]:
 def run_cmd(client: DockerClient, project: Project, pytest_args: list[str], tty: bool,
             cov: bool = False) -> list[str]:
     """`docker run --rm` of the test image: pytest's output streams, its exit code is docker's."""
-    cmd = [str(part) for part in client.client_config.docker_cmd] + ["run", "--rm"]
+    cmd = docker_cmd(client) + ["run", "--rm"]
     if tty:
         cmd += ["--interactive", "--tty"]
     for part in MOUNTS:

@@ -46,7 +46,9 @@ def _client_only(client: DockerClient) -> str | None:
     import shutil
     import subprocess
 
-    call = list(getattr(client.client_config, "client_call", None) or ["docker"])
+    from montero_ops.client import built_from
+
+    call = built_from(client).client_call
     if not shutil.which(call[0]):
         return None
     try:

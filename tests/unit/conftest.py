@@ -1,7 +1,7 @@
 """Unit-test fixtures: a throwaway project and fakes at the docker boundary only.
 
-The real Typer app runs; only python-on-whales' `run` (the subprocess boundary) and
-the Engine API client are replaced, so the exact docker command lines can be asserted.
+The real Typer app runs; only python-on-whales' `run` and services/dockercmd.run (the
+subprocess boundary) and the Engine API clients are replaced, so the exact docker command lines can be asserted.
 """
 
 from __future__ import annotations
@@ -99,6 +99,7 @@ def docker(monkeypatch: pytest.MonkeyPatch, fake_bin: Path, project: Path) -> Do
     recorder = DockerCalls()
     monkeypatch.setattr(compose_cli, "run", recorder)
     monkeypatch.setattr(system_cli, "run", recorder)
+    monkeypatch.setattr("montero_ops.services.dockercmd.run", recorder)  # the commands montero runs itself
     # The engine check has its own tests (test_errors); elsewhere the engine "is there".
     monkeypatch.setattr("montero_ops.client.require_engine", lambda client: None)
     return recorder

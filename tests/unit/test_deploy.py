@@ -1,5 +1,5 @@
 """`montero swarm …` (and the old `montero deploy …` spellings): the docker boundary faked at
-python-on-whales' `run`, exact command lines asserted."""
+python-on-whales' `run` (stack deploy) and services/dockercmd.run, exact command lines asserted."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from montero_ops.cli import app
 from montero_ops.services import deploy
 
 STACK_RUN = "python_on_whales.components.stack.cli_wrapper.run"
-UTILS_RUN = "python_on_whales.utils.run"
+UTILS_RUN = "montero_ops.services.dockercmd.run"  # the docker commands montero runs itself
 
 
 @pytest.fixture()
