@@ -173,6 +173,7 @@ def list_cmd(ctx: typer.Context, folder: DirOption = None, offsite: OffsiteOptio
     from montero_ops.output import print_json
     from montero_ops.services.backups import list_backups
     from montero_ops.services.backups.manifest import partial_backups
+    from montero_ops.services.drill import last_drill
 
     root = _backups_dir(ctx, folder)
     refs = list_backups(root)
@@ -188,7 +189,8 @@ def list_cmd(ctx: typer.Context, folder: DirOption = None, offsite: OffsiteOptio
          "project": r.manifest.project if r.manifest else None,
          "contents": r.manifest.contents if r.manifest else [], "label": r.manifest.label if r.manifest else None,
          "size": sum(f.size for f in r.manifest.files) if r.manifest else None,
-         "revision": (r.manifest.sqlite or {}).get("revision") if r.manifest else None, "problem": r.problem}
+         "revision": (r.manifest.sqlite or {}).get("revision") if r.manifest else None, "problem": r.problem,
+         "drill": _drill_summary(last_drill(root, r.id))}
         for r in refs
     ]
     if json:
@@ -200,7 +202,18 @@ def list_cmd(ctx: typer.Context, folder: DirOption = None, offsite: OffsiteOptio
     for row in rows:
         size = f"{row['size'] / 1024 / 1024:.1f} MB" if row["size"] is not None else "?"
         extra = f"  ! {row['problem']}" if row["problem"] else ("  (safety)" if row["label"] == "safety" else "")
+        if row["drill"]:
+            d = row["drill"]
+            extra += f"  drill {'ok' if d['ok'] else 'FAILED'} {d['at'][:10]}" + (
+                f" ({d['recovery_seconds']:.0f} s)" if d["ok"] and d["recovery_seconds"] is not None else "")
         typer.echo(f"{row['id']:55} {size:>10}  rev {row['revision'] or '-'}{extra}")
+
+
+def _drill_summary(record: dict[str, Any] | None) -> dict[str, Any] | None:
+    if record is None:
+        return None
+    return {"ok": bool(record.get("ok")), "at": str(record.get("started_at") or ""), "source": record.get("source"),
+            "recovery_seconds": record.get("recovery_seconds")}
 
 
 @backups_app.command("verify")
@@ -420,5 +433,8 @@ def register(app: typer.Typer) -> None:
     from montero_ops.commands import offsite
 
     offsite.attach(backups_app)
+    from montero_ops.commands import drill
+
+    drill.attach(backups_app)
     app.add_typer(backups_app, name="backups")
     app.command()(restore)

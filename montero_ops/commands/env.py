@@ -21,16 +21,29 @@ env_app = typer.Typer(
 def init(
     ctx: typer.Context,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing .env.")] = False,
+    offsite: Annotated[str | None, typer.Option(
+        "--offsite", help="Offsite restic repository (path, sftp:…, s3:…); on an existing .env only adds the offsite settings.",
+        show_default=False)] = None,
 ) -> None:
-    """Create .env from .env.example with a generated SECRET_KEY and REDIS_PASSWORD (mode 0600).
+    """Create .env from .env.example with a generated SECRET_KEY, REDIS_PASSWORD and offsite password (mode 0600).
 
-    Example: montero env init
+    The offsite (restic) password is said once: keep a copy away from this machine.
+
+    Example: montero env init --offsite s3:https://s3.example.com/montero-backups
     """
-    from montero_ops.output import success
+    from montero_ops.output import success, warn
     from montero_ops.services import envfile
 
-    path = envfile.init(get_state(ctx).project(), force=force)
-    success(f"created {path} with a new SECRET_KEY and REDIS_PASSWORD (mode 600)")
+    result = envfile.init(get_state(ctx).project(), force=force, offsite_repository=offsite)
+    if result.created:
+        success(f"created {result.path} with a new SECRET_KEY, REDIS_PASSWORD and {envfile.OFFSITE_PASSWORD} (mode 600)")
+    else:
+        success(f"added the offsite settings to {result.path}")
+    if result.offsite_password_generated:
+        # Said once, here, where the password is made: nothing else can bring it back.
+        warn(f"{envfile.OFFSITE_PASSWORD} in {result.path.name} encrypts the offsite backups: copy it somewhere "
+             "safe away from this machine (a password manager). Losing it loses the offsite backups; "
+             "nobody can recover them without it.")
 
 
 @env_app.command()

@@ -95,29 +95,64 @@ def secret_key_problem(project: Project, value: str | None) -> str | None:
     return None
 
 
-def init(project: Project, force: bool = False) -> Path:
-    """Write .env from .env.example with a fresh SECRET_KEY and REDIS_PASSWORD, mode 0600."""
-    target = project.env_file
-    if target.exists() and not force:
-        raise UsageError(f"{target} already exists", hint="pass --force to overwrite it (its values are lost)")
-    template = project.env_example.read_text() if project.env_example.is_file() else MINIMAL_TEMPLATE
-    # REDIS_PASSWORD: Redis's requirepass, read by the app, montero's Redis backup and the exporter.
-    generated = {"SECRET_KEY": secrets.token_hex(32), "REDIS_PASSWORD": secrets.token_hex(24)}
-    lines, replaced = [], set()
-    for line in template.splitlines():
+OFFSITE_PASSWORD = "MONTERO_OFFSITE_PASSWORD"
+OFFSITE_REPOSITORY = "MONTERO_OFFSITE_REPOSITORY"
+
+
+@dataclass
+class InitResult:
+    path: Path
+    created: bool  # False: an existing .env got the offsite settings added
+    offsite_password_generated: bool
+
+
+def _set(lines: list[str], name: str, value: str) -> None:
+    """Set NAME=value on its line, or append it."""
+    for i, line in enumerate(lines):
         m = _LINE.match(line)
-        if m and m.group(1) in generated and m.group(1) not in replaced:
-            lines.append(f"{m.group(1)}={generated[m.group(1)]}")
-            replaced.add(m.group(1))
-        else:
-            lines.append(line)
-    lines += [f"{name}={value}" for name, value in generated.items() if name not in replaced]
-    # Created 0600 from the start: the key never sits world-readable, even briefly.
+        if m and m.group(1) == name:
+            lines[i] = f"{name}={value}"
+            return
+    lines.append(f"{name}={value}")
+
+
+def _write_private(target: Path, lines: list[str]) -> None:
+    # Created 0600 from the start: the keys never sit world-readable, even briefly.
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write("\n".join(lines) + "\n")
     os.chmod(target, 0o600)
-    return target
+
+
+def init(project: Project, force: bool = False, offsite_repository: str | None = None) -> InitResult:
+    """Write .env from .env.example with a fresh SECRET_KEY, REDIS_PASSWORD and offsite (restic)
+    password, mode 0600.
+
+    With offsite_repository and an existing .env (no --force): only the offsite settings are
+    added; an existing offsite password is never replaced (that would lose the backups made with it).
+    """
+    target = project.env_file
+    if target.exists() and not force:
+        if offsite_repository is None:
+            raise UsageError(f"{target} already exists", hint="pass --force to overwrite it (its values are lost)")
+        values = parse_env(target.read_text())
+        lines = target.read_text().splitlines()
+        _set(lines, OFFSITE_REPOSITORY, offsite_repository)
+        generated = not values.get(OFFSITE_PASSWORD) and not values.get(OFFSITE_PASSWORD + "_FILE")
+        if generated:
+            _set(lines, OFFSITE_PASSWORD, secrets.token_urlsafe(32))
+        _write_private(target, lines)
+        return InitResult(target, False, generated)
+    template = project.env_example.read_text() if project.env_example.is_file() else MINIMAL_TEMPLATE
+    lines = template.splitlines()
+    _set(lines, "SECRET_KEY", secrets.token_hex(32))
+    # REDIS_PASSWORD: Redis's requirepass, read by the app, montero's Redis backup and the exporter.
+    _set(lines, "REDIS_PASSWORD", secrets.token_hex(24))
+    _set(lines, OFFSITE_PASSWORD, secrets.token_urlsafe(32))
+    if offsite_repository:
+        _set(lines, OFFSITE_REPOSITORY, offsite_repository)
+    _write_private(target, lines)
+    return InitResult(target, True, True)
 
 
 @dataclass

@@ -37,6 +37,8 @@ TIMEOUT = 3600.0
 class OffsiteError(MonteroError):
     """The offsite repository refused or could not be reached; nothing local was changed."""
 
+    stderr: str = ""  # restic's own words, for deciding what to do next; never printed (may hold a URL)
+
 
 @dataclass(frozen=True)
 class OffsiteConfig:
@@ -119,8 +121,14 @@ def restic(cfg: OffsiteConfig, *args: str, timeout: float = TIMEOUT, cwd: Path |
         raise OffsiteError(f"offsite repository {cfg.shown} did not answer within {timeout:.0f} s",
                            hint="check the server and the network; nothing local was changed") from exc
     if proc.returncode != 0:
-        raise _explain(cfg, proc.stderr)
+        error = _explain(cfg, proc.stderr)
+        error.stderr = proc.stderr
+        raise error
     return proc.stdout
+
+
+def _no_repository(exc: OffsiteError) -> bool:
+    return "is there a repository at the following location" in exc.stderr.lower()
 
 
 def _exists(cfg: OffsiteConfig) -> bool:
@@ -172,19 +180,54 @@ def snapshots(cfg: OffsiteConfig, project: str | None = None) -> list[dict[str, 
     return sorted(out, key=lambda s: (s["backup"], s["time"] or ""))
 
 
+def unchanged_since_verified(folder: Path) -> tuple[Any, list[str]]:
+    """(manifest, problems): every file of the backup has its manifest size and SHA-256.
+
+    A backup counts only once its copy passed PRAGMA integrity_check and was hashed
+    (services/backups/create.py): equal hashes mean the very bytes that passed, so a push
+    need not run integrity_check again (on 1 GB that is most of montero's own time).
+    Damage, truncation, a missing file or a tampered manifest still stop the push."""
+    from montero_ops.services.backups.manifest import read_manifest, sha256_file
+
+    try:
+        manifest = read_manifest(folder)
+    except UsageError as exc:
+        return None, [exc.message]
+    problems = []
+    for entry in manifest.files:
+        path = folder / entry.name
+        if not path.is_file():
+            problems.append(f"{entry.name} is missing")
+        elif path.stat().st_size != entry.size:
+            problems.append(f"{entry.name} is {path.stat().st_size} bytes, the manifest says {entry.size}")
+        elif sha256_file(path) != entry.sha256:
+            problems.append(f"{entry.name} checksum does not match the manifest")
+    if not manifest.files:
+        problems.append("the manifest lists no files")
+    return manifest, problems
+
+
 def push(cfg: OffsiteConfig, project: Project, folder: Path) -> PushResult:
     """Send one verified backup folder; an unverified one is refused."""
-    from montero_ops.services.backups import verify_backup
-
-    check = verify_backup(folder)
-    if not check.ok:
-        raise UsageError(f"backup {folder.name} does not verify, not pushing it: {'; '.join(check.problems)}",
+    manifest, problems = unchanged_since_verified(folder)
+    if problems:
+        raise UsageError(f"backup {folder.name} does not verify, not pushing it: {'; '.join(problems)}",
                          hint="push only verified backups: `montero backups verify` / make a new one")
-    created = ensure_repository(cfg)
     # A safety backup is tagged as one, so offsite retention does not count it either.
-    label = ["--tag", "label=safety"] if check.manifest and check.manifest.label == "safety" else []
-    out = restic(cfg, "backup", "--json", "--host", "montero", "--tag", "montero", "--tag", f"project={project.name}",
-                 "--tag", f"id={folder.name}", *label, folder.name, cwd=folder.parent)
+    label = ["--tag", "label=safety"] if manifest is not None and manifest.label == "safety" else []
+    args = ["backup", "--json", "--host", "montero", "--tag", "montero", "--tag", f"project={project.name}",
+            "--tag", f"id={folder.name}", *label, folder.name]
+    created = False
+    try:
+        out = restic(cfg, *args, cwd=folder.parent)
+    except OffsiteError as exc:
+        # The repository is initialised on first use: asked for only when restic says there is
+        # none (each restic start derives the key again, about a second).
+        if not _no_repository(exc):
+            raise
+        restic(cfg, "init", timeout=300)
+        created = True
+        out = restic(cfg, *args, cwd=folder.parent)
     summary: dict[str, Any] = {}
     for line in out.splitlines():
         try:

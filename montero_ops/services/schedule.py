@@ -111,7 +111,8 @@ RETENTION = ["--keep-daily", "7", "--keep-weekly", "4", "--keep-monthly", "6"]
 register_job(JobSpec("prune", "apply retention (7 daily, 4 weekly, 6 monthly) to local and offsite backups",
                      lambda p: ["backups", "prune", *RETENTION, *(["--offsite"] if _offsite_configured(p) else []),
                                 "--yes"], When(4, 15)))
-register_job(JobSpec("drill", "restore drill of the newest backup", lambda p: ["backups", "drill", "--latest"],
+register_job(JobSpec("drill", "restore drill of the newest backup (offsite when configured)",
+                     lambda p: ["backups", "drill", "--latest", *(["--offsite"] if _offsite_configured(p) else [])],
                      When(5, 15, weekday=6), enabled_by_default=False))
 register_job(JobSpec("renew", "renew TLS certificates that are due (certbot), reload nginx",
                      lambda p: ["tls", "renew"], When(2, 45), enabled_by_default=False))

@@ -23,6 +23,10 @@ def test_init_creates_env_with_a_strong_key_mode_600(cli, project: Path) -> None
     # Issue 21 point 3: Redis gets a generated password too (appended when the template lacks it).
     assert lines[4].startswith("REDIS_PASSWORD=") and len(lines[4].removeprefix("REDIS_PASSWORD=")) == 48
     assert lines[4].removeprefix("REDIS_PASSWORD=") not in result.output  # never printed
+    # Issue 15 point 1: and the offsite (restic) password, both secrets from one `env init`.
+    offsite = lines[5].removeprefix("MONTERO_OFFSITE_PASSWORD=")
+    assert lines[5].startswith("MONTERO_OFFSITE_PASSWORD=") and len(offsite) >= 40 and len(lines) == 6
+    assert offsite not in result.output and offsite != lines[4].removeprefix("REDIS_PASSWORD=")
     assert stat.S_IMODE(env.stat().st_mode) == 0o600
     assert cli("env", "check").exit_code == 0
 
@@ -44,6 +48,7 @@ def test_init_without_example_writes_a_minimal_env(cli, project: Path) -> None:
     assert cli("env", "init").exit_code == 0
     lines = (project / ".env").read_text().splitlines()
     assert lines[1].startswith("SECRET_KEY=") and len(lines[2].removeprefix("REDIS_PASSWORD=")) == 48
+    assert lines[3].startswith("MONTERO_OFFSITE_PASSWORD=") and len(lines) == 4
 
 
 def test_check_reports_placeholder_short_and_missing(cli, project: Path) -> None:
@@ -144,3 +149,35 @@ def test_show_treats_every_undeclared_variable_as_secret(cli, project: Path) -> 
     ]
     shown = json_out(cli("env", "show", "--json"))
     assert shown["JWT_PRIVATE_KEY"] == "********" and shown["SHOP_COLOUR"] == "blue"
+
+
+def test_init_generates_the_offsite_password_and_says_it_once(cli, project: Path) -> None:
+    (project / ".env.example").write_text(EXAMPLE + "MONTERO_OFFSITE_REPOSITORY=\nMONTERO_OFFSITE_PASSWORD=\n")
+    result = cli("env", "init", "--offsite", "/mnt/usb/restic")
+    assert result.exit_code == 0, result.output
+    values = dict(ln.split("=", 1) for ln in (project / ".env").read_text().splitlines() if "=" in ln)
+    assert values["MONTERO_OFFSITE_REPOSITORY"] == "/mnt/usb/restic"
+    password = values["MONTERO_OFFSITE_PASSWORD"]
+    assert len(password) >= 40 and password not in result.output
+    assert result.stderr.count("Losing it loses the offsite backups") == 1
+    # Said once: other commands do not repeat it.
+    assert "Losing it" not in cli("env", "check").stderr
+    shown = cli("env", "show")
+    assert password not in shown.output and "MONTERO_OFFSITE_PASSWORD=********" in shown.output
+
+
+def test_init_offsite_on_an_existing_env_never_replaces_a_password(cli, project: Path) -> None:
+    env = project / ".env"
+    env.write_text("SECRET_KEY=mine-and-long-enough-0123456789abcdef\nMONTERO_OFFSITE_PASSWORD=the-old-one\n")
+    result = cli("env", "init", "--offsite", "s3:http://127.0.0.1:8333/bucket")
+    assert result.exit_code == 0, result.output
+    text = env.read_text()
+    assert "SECRET_KEY=mine-and-long-enough-0123456789abcdef" in text and "MONTERO_OFFSITE_PASSWORD=the-old-one" in text
+    assert "MONTERO_OFFSITE_REPOSITORY=s3:http://127.0.0.1:8333/bucket" in text
+    assert "Losing it" not in result.stderr  # nothing generated, nothing to say
+    assert stat.S_IMODE(env.stat().st_mode) == 0o600
+    # Without a password yet: one is generated, and said.
+    env.write_text("SECRET_KEY=mine-and-long-enough-0123456789abcdef\n")
+    result = cli("env", "init", "--offsite", "/srv/restic")
+    assert result.exit_code == 0 and "Losing it loses the offsite backups" in result.stderr
+    assert "MONTERO_OFFSITE_PASSWORD=" in env.read_text()

@@ -178,7 +178,10 @@ def plan_prune(backups_dir: Path, keep: int | None = None, older_than: str | Non
 
 
 def apply_prune(plan: PrunePlan) -> None:
+    from montero_ops.services import drill
+
     for ref in plan.delete:
         shutil.rmtree(ref.path)
+        drill.forget(ref.path.parent, ref.id)
     for partial in plan.partials:
         shutil.rmtree(partial, ignore_errors=True)

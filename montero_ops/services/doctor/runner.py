@@ -23,6 +23,7 @@ from montero_ops.services.doctor.context import Context
 from montero_ops.services.doctor.data import check_backups, check_database
 from montero_ops.services.doctor.disk import check_disk
 from montero_ops.services.doctor.docker_checks import START_DOCKER, check_compose, check_versions, connect
+from montero_ops.services.doctor.drill import check_drill
 from montero_ops.services.doctor.finding import Finding, Repair, Report, Status, failed, skipped, warned
 from montero_ops.services.doctor.images import check_images
 from montero_ops.services.doctor.locking import check_locking
@@ -61,6 +62,7 @@ CHECKS: list[Check] = [
     Check("images.app", check_images, needs_docker=True),
     Check("prod", check_production),
     Check("schedule", check_schedule),
+    Check("backups.drill", check_drill),
     Check("monitoring.alerts", check_monitoring, needs_docker=True),
     Check("replication", check_replication, needs_docker=True),
 ]
