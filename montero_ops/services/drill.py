@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -197,8 +198,7 @@ def run_drill(project: Project, folder: Path, source: str, backups_dir: Path,
             redis = cfg["services"]["redis"]
             vol = next(m["source"] for m in redis.get("volumes", []) if m.get("target") == "/data")
             volume = str(cfg.get("volumes", {}).get(vol, {}).get("name") or vol)
-            command = [str(c) for c in redis.get("command") or []]
-            aof = "--appendonly" in command and command[command.index("--appendonly") + 1:][:1] == ["yes"]
+            aof = appendonly(redis.get("command"))
             done = subprocess.run(
                 ["docker", "run", "--rm", "--user", "0", "--entrypoint", "sh", "-v", f"{volume}:/data",
                  "-v", f"{folder / 'redis'}:/src:ro", "-e", "SRC=/src", "-e", "DATA=/data", "-e", "DBFILE=dump.rdb",
@@ -206,6 +206,7 @@ def run_drill(project: Project, folder: Path, source: str, backups_dir: Path,
                 capture_output=True, text=True, timeout=600, check=False)
             if not result.check("redis.restore", done.returncode == 0, (done.stderr.strip().splitlines() or ["ok"])[-1]):
                 raise MonteroError("drill: Redis data could not be put in the throwaway volume")
+        _give_redis_its_volume(stack)
         result.restore_seconds = round(time.monotonic() - t0, 2)
         progress(f"drill: data in place after {result.restore_seconds:.1f} s; computing table checksums")
         expected = sqlite_db.table_checksums(target)
@@ -227,6 +228,38 @@ def run_drill(project: Project, folder: Path, source: str, backups_dir: Path,
     result.ok = result.error is None and all(c.ok for c in result.checks)
     record(backups_dir, result)
     return result
+
+
+def appendonly(command: list[Any] | str | None) -> bool:
+    """Whether the redis service's command turns AOF on. With AOF on Redis ignores dump.rdb and
+    loads only the append-only files, so the restore must rebuild them from it. The command may be
+    one shell line (`sh -c '… exec redis-server --appendonly yes …'`), not separate words."""
+    text = command if isinstance(command, str) else " ".join(str(c) for c in command or [])
+    return re.search(r"--appendonly\s+yes\b", text) is not None
+
+
+def _give_redis_its_volume(stack: Throwaway) -> None:
+    """Redis runs non-root (services/redis_volume.py): the throwaway volume, new or just filled
+    by the root restore container, must be the redis user's before redis-server starts."""
+    from montero_ops.services import redis_volume
+
+    found = redis_volume.redis_volume(stack.config(), stack.name)
+    if found is None:
+        return
+    done = subprocess.run(["docker", *redis_volume.chown_command(*found)], capture_output=True, text=True,
+                          timeout=300, check=False)
+    if done.returncode != 0:
+        line = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise MonteroError(f"drill: could not give the throwaway Redis volume to the redis user: {line}")
+
+
+def _redis_auth(stack: Throwaway) -> dict[str, str]:
+    """redis-cli's password (REDISCLI_AUTH) from the throwaway's .env, as the healthcheck does."""
+    from montero_ops.services.envfile import parse_env
+
+    env_file = stack.root / ".env"
+    password = parse_env(env_file.read_text()).get("REDIS_PASSWORD") if env_file.is_file() else None
+    return {"REDISCLI_AUTH": password} if password else {}
 
 
 def _checks(result: DrillResult, stack: Throwaway, manifest: Manifest, db: Path, expected: dict[str, str],
@@ -254,11 +287,17 @@ def _checks(result: DrillResult, stack: Throwaway, manifest: Manifest, db: Path,
         result.check("checksums", True, f"migrated from {(manifest.sqlite or {}).get('revision')}: rows compared, "
                                         "checksums not (the schema changed)")
     if "redis" in manifest.contents:
-        info = stack.compose("exec", "-T", "redis", "redis-cli", "INFO", "keyspace", check=False).stdout
-        keyspace = {k: v for k, _, v in (ln.strip().partition(":") for ln in info.splitlines()) if k.startswith("db")}
+        auth = _redis_auth(stack)
+        # The password only in the exec's environment (-e NAME), never on a command line.
+        asked = stack.compose("exec", "-T", *(["-e", "REDISCLI_AUTH"] if auth else []), "redis", "redis-cli", "INFO",
+                              "keyspace", extra_env=auth, check=False)
+        keyspace = {k: v for k, _, v in (ln.strip().partition(":") for ln in asked.stdout.splitlines())
+                    if k.startswith("db")}
         want_keys = _persistent_keys(dict((manifest.redis or {}).get("keyspace_at_backup") or {}))
         got_keys = _persistent_keys(keyspace)
-        result.check("redis", got_keys == want_keys, f"{got_keys} keys without TTL (backup: {want_keys})")
+        said = " ".join((asked.stdout + asked.stderr).split())[:160]
+        result.check("redis", got_keys == want_keys, f"{got_keys} keys without TTL (backup: {want_keys})"
+                     + ("" if got_keys == want_keys else f"; redis-cli INFO keyspace exit {asked.returncode}: {said}"))
     # A temporary account (password only in the exec's environment, never on a command line).
     email, password = f"drill-{secrets.token_hex(4)}@example.com", secrets.token_urlsafe(18) + "aA1!"
     made = stack.compose("exec", "-T", "-e", "MONTERO_ADMIN_PASSWORD", "app", "flask", "--app", "wsgi",
