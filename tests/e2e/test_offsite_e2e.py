@@ -165,3 +165,96 @@ def test_wrong_password_on_s3(cli: Callable[..., Result], s3: dict[str, str], tm
     assert next(ln for ln in result.stderr.splitlines() if ln.startswith("Error:")).startswith(
         "Error: wrong password for the offsite repository")
     assert sorted(p.name for p in (shop / "backups").iterdir()) == before
+
+
+# -- retention on the real S3 server: a planned set of dated backups --------------------------------
+# (day, hour) of each planned backup, newest first. 2026-12-02 is a Wednesday (ISO week 49).
+PLANNED = [("2026-12-02", 3), ("2026-12-01", 3), ("2026-11-30", 3), ("2026-11-29", 3), ("2026-11-28", 3),
+           ("2026-11-22", 3), ("2026-11-15", 3), ("2026-11-08", 3), ("2026-10-31", 3), ("2026-10-15", 3),
+           ("2026-09-30", 3), ("2026-08-31", 3)]
+# --keep-daily 3 --keep-weekly 3 --keep-monthly 3, worked out by hand:
+#   daily:   Dec 2, Dec 1, Nov 30 (the three most recent days with a backup);
+#   weekly:  W49 -> Dec 2, W48 (Nov 23-29) -> Nov 29, W47 (Nov 16-22) -> Nov 22;
+#   monthly: December -> Dec 2, November -> Nov 30, October -> Oct 31.
+KEPT_DAYS = {"2026-12-02", "2026-12-01", "2026-11-30", "2026-11-29", "2026-11-22", "2026-10-31"}
+
+
+def restic_raw_size(env: dict[str, str], shop: Path) -> int:
+    """Bytes the repository really stores (restic stats --mode raw-data), asked of restic itself."""
+    values = dict(line.split("=", 1) for line in (shop / ".env").read_text().splitlines() if "=" in line)
+    done = subprocess.run(["restic", "stats", "--json", "--mode", "raw-data"], capture_output=True, text=True, check=True,
+                          env={**env, "RESTIC_REPOSITORY": values["MONTERO_OFFSITE_REPOSITORY"], "RESTIC_PASSWORD": PASSWORD,
+                               "AWS_ACCESS_KEY_ID": values["AWS_ACCESS_KEY_ID"],
+                               "AWS_SECRET_ACCESS_KEY": values["AWS_SECRET_ACCESS_KEY"]})
+    return int(json.loads(done.stdout)["total_size"])
+
+
+def test_gfs_retention_on_s3(cli: Callable[..., Result], s3: dict[str, str], tmp_path: Path,
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    from datetime import UTC, datetime
+
+    from montero_ops.services.backups.manifest import read_manifest, write_manifest
+
+    repo = s3["MONTERO_OFFSITE_REPOSITORY"] + f"/retention-{os.urandom(4).hex()}"
+    shop = make_shop(tmp_path / "shop", {**s3, "MONTERO_OFFSITE_REPOSITORY": repo}, rows=2000)
+    monkeypatch.chdir(shop)
+    db = shop / "data" / "mi_sistema.db"
+    ids: dict[str, str] = {}
+    for day, hour in reversed(PLANNED):
+        # Each day's backup holds ~1 MB of its own (new orders), so forgetting it frees real data.
+        subprocess.run(["sqlite3", str(db), ("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i+1 FROM n WHERE i<4000) "
+                                             "INSERT INTO orders (note) SELECT hex(randomblob(128)) FROM n;")], check=True)
+        when = datetime.fromisoformat(day).replace(hour=hour, tzinfo=UTC)
+        monkeypatch.setattr("montero_ops.services.backups.create.utc_now", lambda when=when: when)
+        made = cli("backup", "sqlite", "--push", "--json")
+        assert made.exit_code == 0, made.stderr
+        ids[day] = json.loads(made.stdout)["id"]
+        assert ids[day].startswith(day.replace("-", "") + "T0300")
+    # A safety backup (what a restore leaves), newest of all, pushed too: no rule counts it.
+    newest = shop / "backups" / ids["2026-12-02"]
+    safety = newest.with_name(newest.name.replace("T0300", "T0301"))
+    shutil.copytree(newest, safety)
+    manifest = read_manifest(safety)
+    manifest.id, manifest.label = safety.name, "safety"
+    write_manifest(safety, manifest)
+    assert cli("backups", "push", safety.name).exit_code == 0
+
+    def offsite_ids() -> list[str]:
+        listed = cli("backups", "list", "--offsite", "--json")
+        assert listed.exit_code == 0, listed.stderr
+        return sorted(s["backup"] for s in json.loads(listed.stdout))
+
+    assert offsite_ids() == sorted([*ids.values(), safety.name])
+    policy = ["--keep-daily", "3", "--keep-weekly", "3", "--keep-monthly", "3", "--offsite"]
+    want_kept = sorted([ids[d] for d in KEPT_DAYS] + [safety.name])
+    want_gone = sorted(ids[d] for d, _ in PLANNED if d not in KEPT_DAYS)
+
+    # --dry-run: the plan, the same on both sides, and nothing deleted anywhere.
+    dry = cli("backups", "prune", *policy, "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.stderr
+    plan = json.loads(dry.stdout)
+    assert sorted(plan["delete"]) == want_gone
+    assert sorted(s["backup"] for s in plan["offsite"]["delete"]) == want_gone
+    assert offsite_ids() == sorted([*ids.values(), safety.name])
+    assert len(list((shop / "backups").glob("2026*"))) == len(PLANNED) + 1
+    stored_before = restic_raw_size(dict(os.environ), shop)
+
+    done = cli("backups", "prune", *policy, "--yes")
+    assert done.exit_code == 0, done.stderr
+    assert f"{len(want_gone)} offsite (restic forget --prune)" in done.stderr
+    assert offsite_ids() == want_kept
+    assert sorted(p.name for p in (shop / "backups").glob("2026*")) == want_kept
+    # restic prune really removed the data only the forgotten snapshots used (6 x ~1 MB of orders).
+    stored_after = restic_raw_size(dict(os.environ), shop)
+    assert stored_after < stored_before - 3_000_000, (stored_before, stored_after)
+    # What is left is whole: restic check --read-data, then montero's checksums of the newest.
+    assert cli("backups", "verify", "--offsite").exit_code == 0
+    gone = cli("restore", "sqlite", "--from-offsite", ids["2026-11-28"], "--yes")
+    assert gone.exit_code != 0 and "no offsite backup" in gone.stderr
+
+    # Keep nothing by the rules: the newest verified backup (and the undo of the last restore) still stay.
+    none = cli("backups", "prune", "--keep-daily", "0", "--offsite", "--yes", "--json")
+    assert none.exit_code == 0, none.stderr
+    assert offsite_ids() == sorted([ids["2026-12-02"], safety.name])
+    assert sorted(p.name for p in (shop / "backups").glob("2026*")) == sorted([ids["2026-12-02"], safety.name])
