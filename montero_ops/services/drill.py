@@ -160,7 +160,7 @@ def _persistent_keys(keyspace: dict[str, str]) -> int:
 def run_drill(project: Project, folder: Path, source: str, backups_dir: Path,
               progress: Progress = lambda _m: None, t0: float | None = None) -> DrillResult:
     """Drill one verified local backup folder (offsite: already fetched, t0 = when fetching began)."""
-    from montero_ops.engine import Engine
+    from montero_ops.dockerapi import DockerAPI
     from montero_ops.services.backups import verify_backup
     from montero_ops.services.backups.redis_data import RESTORE_SCRIPT
     from montero_ops.services.backups.restore import migrations
@@ -212,7 +212,7 @@ def run_drill(project: Project, folder: Path, source: str, backups_dir: Path,
         expected = sqlite_db.table_checksums(target)
         t_up = time.monotonic()
         stack.compose("up", "-d", "--no-build", "app", "redis")
-        wait_healthy(Engine(), stack.name, HEALTH_TIMEOUT)
+        wait_healthy(DockerAPI(), stack.name, HEALTH_TIMEOUT)
         result.healthy_seconds = round(time.monotonic() - t_up, 2)
         result.recovery_seconds = round(result.restore_seconds + result.healthy_seconds, 2)
         progress(f"drill: healthy after {result.healthy_seconds:.1f} s (recovery time {result.recovery_seconds:.1f} s)")

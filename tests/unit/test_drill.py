@@ -23,7 +23,7 @@ from montero_ops.services.drill import DrillResult
 
 @pytest.fixture
 def backup(project: Path, monkeypatch: pytest.MonkeyPatch, cli: Callable[..., Result]) -> str:
-    monkeypatch.setattr("montero_ops.engine.Engine", NoEngine)
+    monkeypatch.setattr("montero_ops.dockerapi.DockerAPI", NoEngine)
     monkeypatch.delenv("MONTERO_BACKUP_DIR", raising=False)
     make_migrations(project)
     make_db(project / "data" / "mi_sistema.db", rows=20)
