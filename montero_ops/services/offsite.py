@@ -176,7 +176,8 @@ def snapshots(cfg: OffsiteConfig, project: str | None = None) -> list[dict[str, 
         if backup:
             out.append({"snapshot": snap.get("short_id") or snap["id"][:8], "snapshot_id": snap["id"],
                         "backup": backup, "time": snap.get("time"), "paths": snap.get("paths", []),
-                        "label": "safety" if "label=safety" in tags else "manual"})
+                        "label": "safety" if "label=safety" in tags else "manual",
+                        "project": next((t[8:] for t in tags if t.startswith("project=")), None)})
     return sorted(out, key=lambda s: (s["backup"], s["time"] or ""))
 
 
@@ -253,7 +254,7 @@ def fetch(cfg: OffsiteConfig, project: Project, backup: str | None, dest_dir: Pa
                  or s["snapshot"] == backup]
     if not snaps:
         raise UsageError(f"no offsite backup {backup or 'of project ' + project.name} in {cfg.shown}",
-                         hint="see `montero backups list --offsite`")
+                         hint=_other_projects_hint(cfg, project) or "see `montero backups list --offsite`")
     snap = snaps[-1]
     target: Path = dest_dir / str(snap["backup"])
     if target.exists():
@@ -276,6 +277,16 @@ def fetch(cfg: OffsiteConfig, project: Project, backup: str | None, dest_dir: Pa
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return target
+
+
+def _other_projects_hint(cfg: OffsiteConfig, project: Project) -> str | None:
+    """A fresh host cloned into a folder of another name has another project name: say which
+    projects the repository holds and how to ask for one."""
+    others = sorted({str(s["project"]) for s in snapshots(cfg) if s.get("project") and s["project"] != project.name})
+    if not others:
+        return None
+    return (f"the repository holds backups of project {', '.join(others)}: "
+            f"run with --project-name {others[0]} (or COMPOSE_PROJECT_NAME={others[0]})")
 
 
 @dataclass

@@ -129,3 +129,21 @@ def test_fresh_host_restore(cli: Callable[..., Result], shop: Path, tmp_path: Pa
     assert result.exit_code == 0, result.stderr
     assert "fetched and verified" in result.stderr and "restored sqlite from" in result.stderr
     assert sqlite_db.table_checksums(fresh / "data" / "mi_sistema.db") == before
+
+
+def test_fresh_host_in_a_folder_of_another_name_is_told_the_project(
+        cli: Callable[..., Result], shop: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = sqlite_db.table_checksums(shop / "data" / "mi_sistema.db")
+    backup(cli, "--push")
+    fresh = tmp_path / "new-server" / "montero"  # cloned under another name: another project name
+    shutil.copytree(shop, fresh, ignore=shutil.ignore_patterns("data", "backups"))
+    monkeypatch.chdir(fresh)
+    result = cli("restore", "sqlite", "--from-offsite", "--latest", "--yes")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-2:] == [
+        "Error: no offsite backup of project montero in ********",  # the repository is a secret too
+        "  Fix: the repository holds backups of project shop: run with --project-name shop (or COMPOSE_PROJECT_NAME=shop)"]
+    assert not (fresh / "data").exists() and not (fresh / "backups").exists()
+    done = cli("--project-name", "shop", "restore", "sqlite", "--from-offsite", "--latest", "--yes")
+    assert done.exit_code == 0, done.stderr
+    assert sqlite_db.table_checksums(fresh / "data" / "mi_sistema.db") == before
