@@ -28,13 +28,6 @@ if TYPE_CHECKING:
 PROJECT_LABEL = "com.docker.compose.project"
 
 
-def _base_url(path: str | None) -> str:
-    if path:
-        return f"unix://{path}"
-    host = os.environ.get("DOCKER_HOST", "")
-    return host or f"unix://{DEFAULT_SOCKET}"
-
-
 def _unavailable(exc: BaseException, where: str) -> DockerUnavailable:
     """The SDK's connection failure as the same three answers engine.py gives."""
     cause: BaseException | None = exc
@@ -74,10 +67,14 @@ class DockerAPI:
     def sdk(self) -> SDKClient:
         if self._sdk is None:
             from docker.client import DockerClient as SDKClient  # type: ignore[import-not-found,unused-ignore]
+            from docker.client import from_env  # type: ignore[import-not-found,unused-ignore]
 
             # A fixed API version: no /version round trip before the first request.
-            self._sdk = SDKClient(base_url=_base_url(self.path), version=API_VERSION.lstrip("v"),
-                                  timeout=int(self.timeout) or 1)
+            version, timeout = API_VERSION.lstrip("v"), max(1, round(self.timeout))
+            if self.path:
+                self._sdk = SDKClient(base_url=f"unix://{self.path}", version=version, timeout=timeout)
+            else:  # DOCKER_HOST is tcp:// or ssh://: the SDK reads it with DOCKER_TLS_VERIFY and DOCKER_CERT_PATH
+                self._sdk = from_env(version=version, timeout=timeout, use_ssh_client=True)
         return self._sdk
 
     def _call(self, func: Any, *args: Any, **kwargs: Any) -> Any:

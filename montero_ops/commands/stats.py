@@ -98,8 +98,8 @@ def stats(
     if not interval >= 0.5:
         raise UsageError(f"--interval {interval:g} is too short", hint="use 0.5 seconds or more (default 2)")
     state = get_state(ctx)
-    state.docker()  # exit 4 outside a project, 3 when Docker is down, before any work
-    reader = StatsReader(state.project().name)
+    docker = state.docker()  # exit 4 outside a project, 3 when Docker is down, before any work
+    reader = StatsReader(state.project().name, client_factory=lambda: docker.sdk)
     window = min(interval, 1.0)
     if json:
         print_json(reader.snapshot(window).to_dict())
