@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from montero_ops.commands._options import JsonOption, YesOption
+from montero_ops.commands._options import JsonOption, TargetStackOption, YesOption
 from montero_ops.commands.swarm import OLD_SPELLING, VERBS
 from montero_ops.errors import ExitCode
 from montero_ops.state import get_state
@@ -25,19 +25,46 @@ AllowBreakingOption = Annotated[bool, typer.Option(
          "window (every replica stops, the migration runs, the new release starts).",
 )]
 DeployTimeoutOption = Annotated[int, typer.Option("--timeout", help="Seconds to wait for each new replica's health.")]
+RegistryOption = Annotated[str | None, typer.Option(
+    "--registry", help="On a swarm of several nodes: push the release to this registry and deploy it by digest.")]
 
 
 def run_deploy(ctx: typer.Context, yes: bool, json: bool, allow_breaking: bool, timeout: int, command: str = "deploy",
                prepare: Callable[[], None] | None = None, after_build: Callable[[str], None] | None = None,
-               notes: list[str] | None = None) -> None:
-    """`deploy` and `update` alike: under the project lock, with the production-profile question."""
+               notes: list[str] | None = None, stack_name: str | None = None, registry: str | None = None) -> None:
+    """`deploy` and `update` alike: under the project lock, on the target the stack runs on."""
     from montero_ops.commands._common import confirm_or_refuse, locked
-    from montero_ops.commands.releases import render_failure, render_outcome
+    from montero_ops.commands.releases import render_failure, render_outcome, target_of
+    from montero_ops.errors import UsageError
     from montero_ops.output import info, print_json
     from montero_ops.services import release_deploy as rd
     from montero_ops.services import stack
 
     state = get_state(ctx)
+    target = target_of(ctx, stack_name)
+    if target.kind == "swarm":
+        if allow_breaking:
+            raise UsageError("--allow-breaking is for one host: a swarm has no migration gate to override",
+                             hint="on a swarm each new task migrates as it starts: keep migrations additive")
+        from montero_ops.services import release_swarm
+
+        with locked(ctx, command):
+            if prepare:
+                prepare()
+            try:
+                outcome = release_swarm.deploy(state.client(), state.project(), target.stack or "", registry=registry,
+                                               timeout=timeout, progress=info, after_build=after_build)
+            except rd.DeployFailed as exc:
+                render_failure(exc.release, json)
+                raise
+        outcome.notes[:0] = notes or []
+        if json:
+            print_json({**outcome.to_dict(), "target": target.to_dict()})
+            return
+        render_outcome(f"deployed to {target.describe()}:", outcome)
+        return
+    if registry:
+        raise UsageError("--registry is for a swarm stack", hint="pass --stack NAME, or leave --registry out")
     engine = state.docker()
     project = stack.current_variant(engine, state.project())
     rd.running_image(engine, project)  # a clear "not running" before any build
@@ -58,7 +85,7 @@ def run_deploy(ctx: typer.Context, yes: bool, json: bool, allow_breaking: bool, 
             raise
     outcome.notes[:0] = notes or []
     if json:
-        print_json(outcome.to_dict())
+        print_json({**outcome.to_dict(), "target": target.to_dict()})
         return
     render_outcome("deployed", outcome)
 
@@ -70,16 +97,18 @@ def deploy_cmd(
     json: JsonOption = False,
     allow_breaking: AllowBreakingOption = False,
     timeout: DeployTimeoutOption = 180,
+    stack: TargetStackOption = None,
+    registry: RegistryOption = None,
 ) -> None:
     """Build a new release, back up and test its migrations, switch the replicas one at a time, prove it.
 
-    Behind nginx (production profile) the switch drops no request; a replica failing its health check, or any error seen by montero's own probe, returns every replica to the previous release (exit 1, with the reason). The receipt (duration, probes sent/failed, p50/p99, backup, revision) is printed and kept: `montero releases`. The Swarm verbs are under `montero swarm`.
+    Behind nginx (production profile) the switch drops no request; a replica failing its health check, or any error seen by montero's own probe, returns every replica to the previous release (exit 1, with the reason). The receipt (duration, probes sent/failed, p50/p99, backup, revision) is printed and kept: `montero releases`. On a swarm stack (--stack, or MONTERO_STACK when no replica runs on this host) the release is a start-first `docker service update` of the stack's app service, which the swarm rolls back when a new task fails. The other Swarm verbs are under `montero swarm`.
 
     Example: montero deploy --yes
     """
     if ctx.invoked_subcommand is not None:
         return
-    run_deploy(ctx, yes, json, allow_breaking, timeout)
+    run_deploy(ctx, yes, json, allow_breaking, timeout, stack_name=stack, registry=registry)
 
 
 def _old_spelling(old: str, new: str, function: Callable[..., Any]) -> Callable[..., Any]:

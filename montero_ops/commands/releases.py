@@ -6,13 +6,32 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from montero_ops.commands._options import JsonOption, YesOption
+from montero_ops.commands._options import JsonOption, TargetStackOption, YesOption
 from montero_ops.errors import ExitCode
 from montero_ops.state import get_state
 
 if TYPE_CHECKING:
     from montero_ops.services.release_deploy import Outcome
     from montero_ops.services.releases import Receipt, Release
+    from montero_ops.services.targets import Target
+
+
+def target_of(ctx: typer.Context, stack: str | None) -> Target:
+    """Where the release verbs act (services/targets.py): --stack, else how the stack runs now."""
+    from montero_ops.errors import DockerUnavailable
+    from montero_ops.services import stack as stacks
+    from montero_ops.services import targets
+
+    if stack:
+        return targets.Target("swarm", stack)
+    state = get_state(ctx)
+    project = state.project()
+    try:
+        engine = state.docker()
+    except DockerUnavailable:
+        return targets.HOST  # `releases` still lists this host's history
+    variant = stacks.current_variant(engine, project)
+    return targets.choose(project, None, lambda: targets.host_runs(engine, variant), lambda: state.client())
 
 
 def receipt_line(receipt: Receipt | None) -> str:
@@ -63,25 +82,43 @@ def render_failure(release: Release, json: bool) -> None:
     err.print(f"receipt: {receipt_line(release.receipt)}", markup=False, soft_wrap=True)
 
 
-def releases(ctx: typer.Context, json: JsonOption = False) -> None:
+def _listed_target(ctx: typer.Context, stack: str | None) -> Target:
+    """Whose history `releases` shows: without --stack and without any swarm stack's history (and
+    no MONTERO_STACK), this host's, without asking Docker; else as `montero deploy` chooses."""
+    import os
+
+    from montero_ops.services import targets
+
+    root = get_state(ctx).project().root
+    if not stack and not os.environ.get("MONTERO_STACK") and not any(
+            (root / ".montero").glob("releases-swarm-*.json")):
+        return targets.HOST
+    return target_of(ctx, stack)
+
+
+def releases(ctx: typer.Context, json: JsonOption = False, stack: TargetStackOption = None) -> None:
     """List the recorded releases, newest first, marking the current one, with each deploy's receipt.
+
+    This host and each swarm stack keep their own history; the target is chosen as `montero deploy` chooses it.
 
     Example: montero releases --json
     """
     from montero_ops.output import console, print_json
-    from montero_ops.services.releases import load_history
+    from montero_ops.services.targets import history as history_of
 
-    history = load_history(get_state(ctx).project())
+    target = _listed_target(ctx, stack)
+    history = history_of(get_state(ctx).project(), target)
     if json:
-        print_json({"current": history.current,
+        print_json({"target": target.to_dict(), "current": history.current,
                     "releases": [r.to_dict() for r in reversed(history.releases)]})
         return
     if not history.releases:
-        console().print("no releases yet: `montero deploy` records the first one", markup=False)
+        where = "" if target.kind == "host" else f" on {target.describe()}"
+        console().print(f"no releases yet{where}: `montero deploy` records the first one", markup=False)
         return
     from rich.table import Table
 
-    table = Table(title="releases")
+    table = Table(title="releases" if target.kind == "host" else f"releases of {target.describe()}")
     for column in ("", "release", "kind", "outcome", "when", "by", "revision", "receipt"):
         table.add_column(column, overflow="fold")
     for r in reversed(history.releases):
@@ -100,10 +137,11 @@ def rollback(
     yes: YesOption = False,
     json: JsonOption = False,
     timeout: Annotated[int, typer.Option("--timeout", help="Seconds to wait for each new replica's health.")] = 180,
+    stack_name: TargetStackOption = None,
 ) -> None:
     """Go back to the previous (or named) release with the same zero-downtime switch.
 
-    --with-data also restores the database backed up before the current release's migrations: every change written since then is lost (a safety backup of it is taken first).
+    --with-data also restores the database backed up before the current release's migrations: every change written since then is lost (a safety backup of it is taken first). On a swarm stack the rollback is the same start-first service update, to the earlier release's image (--with-data is for one host).
 
     Example: montero rollback --yes
     """
@@ -114,6 +152,22 @@ def rollback(
     from montero_ops.services.releases import load_history
 
     state = get_state(ctx)
+    where = target_of(ctx, stack_name)
+    if where.kind == "swarm":
+        from montero_ops.services import release_swarm
+
+        try:
+            with locked(ctx, "rollback"):
+                outcome = release_swarm.rollback(state.client(), state.project(), where.stack or "", release,
+                                                 with_data=with_data, timeout=timeout, progress=info)
+        except rd.DeployFailed as exc:
+            render_failure(exc.release, json)
+            raise
+        if json:
+            print_json({**outcome.to_dict(), "target": where.to_dict()})
+            return
+        render_outcome(f"rolled back {where.describe()}: now running", outcome)
+        return
     engine = state.docker()
     project = stack.current_variant(engine, state.project())
     history = load_history(project)
@@ -147,7 +201,7 @@ def rollback(
         render_failure(exc.release, json)
         raise
     if json:
-        print_json(outcome.to_dict())
+        print_json({**outcome.to_dict(), "target": where.to_dict()})
         return
     render_outcome("rolled back: now running", outcome)
 

@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from montero_ops.commands._options import JsonOption, YesOption
-from montero_ops.commands.deploy import AllowBreakingOption, DeployTimeoutOption, run_deploy
+from montero_ops.commands._options import JsonOption, TargetStackOption, YesOption
+from montero_ops.commands.deploy import AllowBreakingOption, DeployTimeoutOption, RegistryOption, run_deploy
 
 
 def update(
@@ -18,6 +18,8 @@ def update(
         "--allow-vulnerable", help="Deploy even when Trivy finds HIGH or CRITICAL vulnerabilities.")] = False,
     allow_breaking: AllowBreakingOption = False,
     timeout: DeployTimeoutOption = 180,
+    stack: TargetStackOption = None,
+    registry: RegistryOption = None,
 ) -> None:
     """Rebuild the app on a refreshed base image, scan it with Trivy, then deploy it like `montero deploy`.
 
@@ -35,7 +37,8 @@ def update(
         notes.append(upd.refresh_base(get_state(ctx).project(), progress=info))
 
     run_deploy(ctx, yes, json, allow_breaking, timeout, command="update", prepare=prepare,
-               after_build=lambda tag: upd.scan_release(tag, allow_vulnerable, notes), notes=notes)
+               after_build=lambda tag: upd.scan_release(tag, allow_vulnerable, notes), notes=notes,
+               stack_name=stack, registry=registry)
 
 
 def register(app: typer.Typer) -> None:

@@ -278,14 +278,18 @@ def status(client: DockerClient, stack: str, specs: list[dict[str, Any]] | None 
 
 
 def wait_converged(client: DockerClient, stack: str, timeout: float, progress: Progress = lambda _m: None,
-                   poll: float = 2.0, since: dict[str, str] | None = None) -> StackState:
+                   poll: float = 2.0, since: dict[str, str] | None = None,
+                   check: Callable[[], None] | None = None) -> StackState:
     """Until every service runs its desired replicas on its current spec (swarm counts a task
     only once it is healthy). With SINCE (the update marks taken before a deploy), an update
     that the swarm rolled back is a failure, reported with the failing task's error and logs.
+    CHECK runs at every poll and may raise to stop waiting (a release's probe stream).
     """
     deadline = time.monotonic() + timeout
     state: StackState | None = None
     while True:
+        if check:
+            check()
         specs = _inspect_services(client, stack)
         all_tasks = swarm.tasks(client, stack, {s["ID"]: s["Spec"]["Name"] for s in specs})
         state = status(client, stack, specs, all_tasks)

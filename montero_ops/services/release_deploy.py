@@ -283,7 +283,12 @@ def probe_target(engine: DockerAPI, project: Project) -> ProbeTarget | None:
         bound = ports.get(private) or []
         return int(bound[0]["HostPort"]) if bound and bound[0].get("HostPort") else None
 
-    http_port, https_port = host_port("80/tcp"), host_port("443/tcp")
+    return probe_at(host_port("80/tcp"), host_port("443/tcp"))
+
+
+def probe_at(http_port: int | None, https_port: int | None) -> ProbeTarget | None:
+    """nginx on this machine's loopback (a host's compose nginx, or a swarm's host-mode one):
+    HTTPS when HTTP redirects there."""
     token = probe_token()
     if http_port:
         import http.client

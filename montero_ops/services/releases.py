@@ -65,6 +65,7 @@ class Release:
     failure: dict[str, Any] | None = None  # the "why it failed" bundle
     rollback_of: str | None = None
     pruned: bool = False  # its image was removed (MONTERO_KEEP_RELEASES); the record stays
+    reference: str | None = None  # on a swarm: what the service runs (REGISTRY/name:tag@sha256:… on several nodes)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -101,12 +102,13 @@ class History:
         return {"current": self.current, "releases": [r.to_dict() for r in self.releases]}
 
 
-def history_path(project: Project) -> Path:
-    return project.root / HISTORY_DIR / HISTORY_FILE
+def history_path(project: Project, target: str = "") -> Path:
+    """One history per target: `releases.json` for this host, `releases-swarm-<stack>.json` per stack."""
+    return project.root / HISTORY_DIR / (f"releases-{target}.json" if target else HISTORY_FILE)
 
 
-def load_history(project: Project) -> History:
-    path = history_path(project)
+def load_history(project: Project, target: str = "") -> History:
+    path = history_path(project, target)
     if not path.is_file():
         return History(path)
     try:

@@ -257,7 +257,8 @@ def test_releases_without_a_history(project: Path, cli: Callable[..., Result]) -
     result = cli("releases")
     assert result.exit_code == 0
     assert "no releases yet: `montero deploy` records the first one" in result.output
-    assert json.loads(cli("releases", "--json").stdout) == {"current": None, "releases": []}
+    assert json.loads(cli("releases", "--json").stdout) == {"target": {"kind": "host", "stack": None},
+                                                            "current": None, "releases": []}
 
 
 def test_releases_lists_newest_first_marking_the_current(project: Path, cli: Callable[..., Result]) -> None:
@@ -284,6 +285,7 @@ def test_deploy_of_a_stack_that_is_not_running(project: Path, engine: Any, cli: 
 def test_rollback_without_any_release(project: Path, engine: Any, cli: Callable[..., Result],
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("montero_ops.state.State.client", lambda self, project=None, check=True: None)
+    monkeypatch.setattr("montero_ops.services.release_swarm.stack_exists", lambda client, stack: False)
     result = cli("rollback", "--yes")
     assert result.exit_code == 2
     assert "no release is recorded for this project" in result.output
