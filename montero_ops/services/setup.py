@@ -33,12 +33,12 @@ def find_script(name: str, root: Path | None = None) -> Path:
     )
 
 
-def run_script(script: Path, args: list[str]) -> None:
+def run_script(script: Path, args: list[str], env_extra: dict[str, str] | None = None) -> None:
     """Run a set-up script with bash, streaming its output; a failure is exit 1 with its name."""
     bash = shutil.which("bash")
     if bash is None:
         raise UsageError("bash is not installed", hint="install bash (apt-get install bash)")
-    env = dict(os.environ)
+    env = {**os.environ, **(env_extra or {})}
     completed = subprocess.run([bash, str(script), *args], env=env, check=False)
     if completed.returncode != 0:
         raise CommandFailed(
@@ -52,5 +52,7 @@ def setup(root: Path | None, skip_images: bool = False) -> None:
     run_script(find_script(SETUP_SCRIPT, root), ["--skip-images"] if skip_images else [])
 
 
-def bootstrap_images(root: Path | None, force: bool = False) -> None:
-    run_script(find_script(BOOTSTRAP_SCRIPT, root), ["--force"] if force else [])
+def bootstrap_images(root: Path | None, force: bool = False, image: str | None = None) -> None:
+    """IMAGE: the tag to (re)build (the script's MONTERO_BASE_IMAGE; default montero-base:<codename>)."""
+    run_script(find_script(BOOTSTRAP_SCRIPT, root), ["--force"] if force else [],
+               {"MONTERO_BASE_IMAGE": image} if image else None)

@@ -36,20 +36,22 @@ def _pull(image: str) -> subprocess.CompletedProcess[str]:
                           check=False)
 
 
-def _bootstrap(project: Project) -> None:
+def _bootstrap(project: Project, image: str) -> None:
     from montero_ops.services.setup import bootstrap_images
 
-    bootstrap_images(project.root, force=True)
+    # The tag the project builds on, not the script's default: MONTERO_PYTHON_IMAGE=montero-base:custom
+    # must not rebuild montero-base:<codename>, which other projects on the host may use.
+    bootstrap_images(project.root, force=True, image=image)
 
 
 def refresh_base(project: Project, progress: Progress = lambda _m: None,
                  pull: Callable[[str], subprocess.CompletedProcess[str]] = _pull,
-                 bootstrap: Callable[[Project], None] = _bootstrap) -> str:
+                 bootstrap: Callable[[Project, str], None] = _bootstrap) -> str:
     """Refresh the base image; returns one line saying how."""
     image = base_image(project)
     if image.startswith(LOCAL_BASE_PREFIX):
         progress(f"rebuilding the local base image {image} from the current Debian packages")
-        bootstrap(project)
+        bootstrap(project, image)
         return f"base image {image} rebuilt from the current Debian packages (no registry here)"
     progress(f"pulling the base image {image}")
     done = pull(image)

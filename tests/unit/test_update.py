@@ -27,16 +27,26 @@ def done(code: int, stderr: str = "") -> subprocess.CompletedProcess[str]:
 def test_a_registry_base_is_pulled_again(shop: Project) -> None:
     pulled: list[str] = []
     line = upd.refresh_base(shop, pull=lambda image: (pulled.append(image), done(0))[1],
-                            bootstrap=lambda p: pytest.fail("no bootstrap with a registry base"))
+                            bootstrap=lambda p, image: pytest.fail("no bootstrap with a registry base"))
     assert pulled == ["python:3.11-slim"] and line == "base image python:3.11-slim pulled again"
 
 
 def test_the_local_debian_base_is_rebuilt_not_pulled(shop: Project) -> None:
-    (shop.root / ".env").write_text("MONTERO_PYTHON_IMAGE=montero-base:bookworm\n")
-    built: list[Path] = []
+    (shop.root / ".env").write_text("MONTERO_PYTHON_IMAGE=montero-base:shop\n")
+    built: list[tuple[Path, str]] = []
     line = upd.refresh_base(shop, pull=lambda image: pytest.fail("no pull without a registry"),
-                            bootstrap=lambda p: built.append(p.root))
-    assert built == [shop.root] and "rebuilt from the current Debian packages" in line
+                            bootstrap=lambda p, image: built.append((p.root, image)))
+    # The project's own tag, not the script's default montero-base:<codename>.
+    assert built == [(shop.root, "montero-base:shop")] and "rebuilt from the current Debian packages" in line
+
+
+def test_the_bootstrap_script_is_told_which_tag_to_build(shop: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    from montero_ops.services import setup
+
+    ran: list[tuple[list[str], dict[str, str] | None]] = []
+    monkeypatch.setattr(setup, "run_script", lambda script, args, env_extra=None: ran.append((args, env_extra)))
+    upd._bootstrap(shop, "montero-base:shop")
+    assert ran == [(["--force"], {"MONTERO_BASE_IMAGE": "montero-base:shop"})]
 
 
 def test_an_unreachable_registry_is_one_line_with_the_way_out(shop: Project) -> None:
