@@ -131,6 +131,8 @@ def test_update_pulls_the_base_builds_on_it_and_deploys(registry: str, stack_pro
         assert history["current"] == release["id"]
         assert [r["kind"] for r in history["releases"]] == ["deploy", "adopted"]
     finally:
+        # The release images can go only once no container runs them: the stack goes first.
+        p.compose("down", "-v", "--remove-orphans", "--timeout", "5", timeout=180)
         docker("tag", original, app_image)  # the session's app image tag, as it was
         if history_file.is_file():
             for tag in sorted({r["image"] for r in json.loads(history_file.read_text())["releases"]} - {app_image}):
