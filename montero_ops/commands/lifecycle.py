@@ -75,9 +75,13 @@ def start_and_wait(state: State, project_profiles: list[str], build: bool, scale
     except DockerException as exc:
         from montero_ops.errors import docker_error_line
 
-        report = stack.first_failure(engine, project.name, docker_error_line(exc))
+        said = docker_error_line(exc) if exc.stderr else ""  # compose printed its words itself
+        report = stack.first_failure(engine, project.name, said, settle=0 if said else 10)
         if report:
             _print_failure(stack.add_evidence(client, engine, report))
+            if not said:
+                # No words from compose: the failing service's own reason is the one line.
+                raise StackUnhealthy(report) from exc
         raise
     if not wait:
         success("stack started (not waiting for health)")

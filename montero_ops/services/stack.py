@@ -169,7 +169,7 @@ class FailureReport:
         return None
 
 
-_CAUSE = re.compile(r"error|refus|fatal|denied|not writable|exception", re.IGNORECASE)
+_CAUSE = re.compile(r"error|refus|fatal|denied|not writable|exception|bad file format", re.IGNORECASE)
 # gunicorn's own shutdown chatter names no cause; the line before it does.
 _NOISE = re.compile(r"Worker failed to boot|Shutting down: Master|Reason: Worker|Traceback|HaltServer"
                     r"|another exception occurred", re.IGNORECASE)
@@ -242,21 +242,31 @@ def address(states: list[ContainerStatus]) -> str | None:
     return None
 
 
-def first_failure(engine: DockerAPI, project: str, error: str = "") -> FailureReport | None:
+def first_failure(engine: DockerAPI, project: str, error: str = "", settle: float = 0.0) -> FailureReport | None:
     """After compose itself failed: the container that explains it, if any.
 
     The container compose names in its error comes first ("dependency failed to start:
-    container shop-redis-1 is unhealthy"); then one failing now (unhealthy, or restarting in a
-    crash loop) before one that merely exited: after a `stop` the app is exited with its stale
-    logs, while Redis crash-looping on a damaged AOF is the cause (issue 22 point 9).
+    container shop-redis-1 is unhealthy"); then one failing now (unhealthy, or in a crash loop:
+    restarting, or restarted by its policy and not healthy yet) before one that merely exited
+    (with the stale health of its last probes):
+    after a `stop` the app is exited with its stale logs, while Redis crash-looping on a damaged
+    AOF is the cause (issue 22 point 9). Compose's words are often not captured (it prints them
+    itself), and a crash loop may be between two runs: `settle` seconds are given for it to show.
     """
-    states = container_statuses(engine, project)
-    for c in states:
-        if c.name and re.search(rf"\b{re.escape(c.name)}\b", error):
-            return FailureReport(c.service, c.name, _failed(c) or f"is {c.condition}", c.id)
-    for c in states:
-        if c.health == "unhealthy" or c.state == "restarting":
-            return FailureReport(c.service, c.name, _failed(c) or "keeps restarting", c.id)
+    deadline = _clock() + settle
+    while True:
+        states = container_statuses(engine, project)
+        for c in states:
+            if c.name and error and re.search(rf"\b{re.escape(c.name)}\b", error):
+                return FailureReport(c.service, c.name, _failed(c) or f"is {c.condition}", c.id)
+        for c in states:
+            # Only a running container's health is current: a stopped one keeps its last probes'.
+            if c.state == "restarting" or (c.state == "running" and (
+                    c.health == "unhealthy" or (c.restarts > 0 and c.health != "healthy"))):
+                return FailureReport(c.service, c.name, _failed(c) or "keeps restarting", c.id)
+        if _clock() >= deadline:
+            break
+        _sleep(0.5)
     for c in states:
         reason = _failed(c)
         if reason:

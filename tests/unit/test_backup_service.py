@@ -302,3 +302,35 @@ def test_interrupted_restore_says_what_it_left_and_never_a_docker_command_line(p
     else:
         assert message.startswith("restore failed: context canceled; the data from before")
     assert sqlite_db.table_checksums(db) == changed
+
+
+@needs_redis
+def test_finishing_a_killed_restore_starts_what_it_had_stopped(proj: Project, tmp_path: Path) -> None:
+    """Killed after it stopped Redis: the restore its fix names (`montero restore …`) must leave Redis
+    running again, as the killed one would have (e2e: the stack stayed stopped after the fix)."""
+    import json
+    import subprocess
+
+    from montero_ops.services.backups.journal import RestoreJournal, journal_path
+
+    server = RedisProcess(tmp_path / "redis-data", appendonly=True)
+    server.start()
+    try:
+        server.client().set("state", "backed-up")
+        stack = LocalStack(server)
+        folder, _ = create_backup(proj, "redis", stack, proj.backups_dir)
+        server.client().set("state", "current")
+        killed = RestoreJournal.begin(proj, folder, ["redis"], proj.backups_dir, None)
+        killed.step("stopping", stopped=["redis"])
+        stack.stop(["redis"])  # ... and then it was killed: its pid is gone, its journal stays
+        dead = subprocess.Popen(["true"])
+        dead.wait()
+        data = json.loads(journal_path(proj).read_text())
+        journal_path(proj).write_text(json.dumps({**data, "pid": dead.pid}))
+        stack.events.clear()
+        run_restore(plan_restore(proj, "redis", folder, proj.backups_dir), proj, stack, proj.backups_dir)
+        assert stack.events == ["stop redis", "start redis"]
+        assert server.client().get("state") == "backed-up"
+        assert not journal_path(proj).exists()
+    finally:
+        server.stop()

@@ -226,3 +226,36 @@ def test_up_failure_shows_the_container_compose_names(cli, docker: DockerCalls, 
     assert result.exit_code == 1
     assert "Last 0 log lines of redis" in result.stderr and "log lines of app" not in result.stderr
     assert "Error: dependency failed to start: container shop-redis-1 exited (1)" in result.stderr
+
+
+def test_up_names_a_crash_loop_between_two_runs_when_compose_gave_no_words(cli, docker: DockerCalls,
+                                                                           engine: FakeEngine) -> None:
+    """Issue 22 point 9 as the e2e met it: compose printed its error itself (nothing captured) and,
+    when montero looked, Docker had already restarted Redis (running, health starting, 1 restart).
+    The app, exited from the stop, is not the cause: Redis's own line is the error."""
+    failure = DockerException(["docker", "compose", "up"], 1, None, None)
+    docker.respond(lambda c: "up" in c, failure)
+    docker.respond(lambda c: "logs" in c, "1:M 02 Dec 2026 20:23:01.1 * Reading RDB base file on AOF loading...\n"
+                   "1:M 02 Dec 2026 20:23:01.1 # Bad file format reading the append only file "
+                   "appendonly.aof.1.incr.aof: make a backup of your AOF file, then use ./redis-check-aof --fix "
+                   "<filename.manifest>\n")
+    engine.set(container("app", state="exited", health=None, exit_code=137),
+               container("redis", state="running", health="starting", restarts=1, exit_code=0))
+    result = cli("up")
+    assert result.exit_code == 1
+    assert "log lines of redis" in result.stderr and "log lines of app" not in result.stderr
+    assert result.stderr.splitlines()[-2].startswith(
+        "Error: service 'redis' keeps restarting: 1:M 02 Dec 2026 20:23:01.1 # Bad file format reading the append "
+        "only file appendonly.aof.1.incr.aof"), result.stderr
+
+
+def test_up_ignores_the_stale_health_of_a_stopped_app(cli, docker: DockerCalls, engine: FakeEngine) -> None:
+    """A stopped container keeps the health of its last probes ('unhealthy' as it went down): that
+    is not what fails now; the crash-looping Redis is."""
+    docker.respond(lambda c: "up" in c, DockerException(["docker", "compose", "up"], 1, None, None))
+    engine.set(container("app", state="exited", health="unhealthy", exit_code=0),
+               container("redis", state="running", health="starting", restarts=2, exit_code=0))
+    result = cli("up")
+    assert result.exit_code == 1
+    assert "log lines of redis" in result.stderr and "log lines of app" not in result.stderr
+    assert result.stderr.splitlines()[-2].startswith("Error: service 'redis' keeps restarting"), result.stderr

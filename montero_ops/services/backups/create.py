@@ -199,8 +199,14 @@ def _backup_redis(stack: Stack, work: Path, files: list[FileEntry], progress: Pr
 def _redis_snapshot(stack: Stack, dest: Path, progress: Progress) -> dict[str, object]:
     if stack.running("redis"):
         progress("Redis: BGSAVE, waiting for LASTSAVE to move")
-        info = snapshot(stack.redis(), dest)
-        info["source"] = "running redis (BGSAVE)"
-        return info
+        try:
+            info = snapshot(stack.redis(), dest)
+            info["source"] = "running redis (BGSAVE)"
+            return info
+        except MonteroError:
+            # A crash-looping container counts as running but answers nothing (its error would be
+            # 'Container <id> is restarting'): its files, loaded privately, say why, or are copied.
+            progress("Redis does not answer: reading its data volume with a throwaway container")
+            shutil.rmtree(dest, ignore_errors=True)
     progress("Redis: not running, reading its data volume with a throwaway container")
     return stack.redis_snapshot_stopped(dest)

@@ -13,7 +13,7 @@ from montero_ops.project import Project
 from montero_ops.services.backups import sqlite_db
 from montero_ops.services.backups.create import create_backup, normalize_what, require_space, sqlite_size
 from montero_ops.services.backups.holders import require_unheld
-from montero_ops.services.backups.journal import PHASE_ROLLBACK, RestoreJournal, what_arg
+from montero_ops.services.backups.journal import PHASE_ROLLBACK, RestoreJournal, find_interrupted, what_arg
 from montero_ops.services.backups.manifest import Manifest
 from montero_ops.services.backups.redis_data import persistence_mode
 from montero_ops.services.backups.stack import Stack
@@ -116,6 +116,10 @@ def run_restore(
         # montero will not stop anything: whatever has the file open must not be there at all
         # (Docker unreachable, or an app outside Docker).
         require_unheld(plan.db_path, "restore refused")
+    # Finishing a restore that was killed after it had stopped services: they are started again
+    # at the end, as it would have done (its journal, replaced just below, says which).
+    previous = find_interrupted(project, clean=False)
+    restart = list(previous.journal.stopped) if previous is not None else []
     # On disk before the first step, gone after the last: a kill in between is found and explained
     # by the next command (journal.find_interrupted).
     journal = RestoreJournal.begin(project, plan.folder, plan.what, backups_dir, plan.db_path)
@@ -139,6 +143,7 @@ def run_restore(
     to_stop = (["app"] if app_running else []) + (["redis"] if redis_running else [])
     # Litestream (replicate profile) holds the database open: it stops with the app, starts after it.
     to_stop += ["replicate"] if "sqlite" in plan.what and stack.running("replicate") else []
+    to_stop += [service for service in restart if service not in to_stop]
     notes: list[str] = []
     try:
         _put_data(plan.folder, plan.manifest, plan, stack, to_stop, aof, progress, journal, "backup")
@@ -182,9 +187,9 @@ def run_restore(
     journal.finish()
     if plan.needs_migration:
         notes.append(f"database revision {plan.revision} is older than head {', '.join(sorted(plan.heads or []))}: "
-                     + ("the app ran `alembic upgrade head` on start" if app_running
+                     + ("the app ran `alembic upgrade head` on start" if "app" in to_stop
                         else "migrations run on the next `montero up`"))
-    if "sqlite" in plan.what and not app_running:
+    if "sqlite" in plan.what and "app" not in to_stop:
         notes.append("the app was not running: start it with `montero up`")
     return RestoreResult(plan.folder.name, safety[0].name if safety else None, plan.what, notes)
 

@@ -191,16 +191,29 @@ class ComposeStack:
         return ComposeRedis(self)
 
     def _throwaway(self, script: str, volumes: list[tuple[str, str, str]], envs: dict[str, str]) -> str:
-        from python_on_whales.exceptions import DockerException
+        """Run `script` in a throwaway container of the redis image; its output, or CommandFailed with
+        the script's own last stderr line (Redis's reason, e.g. "Bad file format reading the append only
+        file"): python-on-whales' container run captures no stderr to say it with."""
+        import subprocess
 
+        cmd = [str(part) for part in self.client.client_config.docker_cmd]
+        cmd += ["run", "--rm", "--user", "0", "--entrypoint", "sh"]
+        for source, target, mode in volumes:
+            cmd += ["--volume", f"{source}:{target}:{mode}"]
+        for key, value in envs.items():
+            cmd += ["--env", f"{key}={value}"]
+        cmd += [self.redis_image(), "-c", script]
         try:
-            out = self.client.run(self.redis_image(), ["-c", script], entrypoint="sh", volumes=volumes,
-                                  envs=envs, remove=True, user="0")
-        except DockerException as exc:
-            from montero_ops.errors import docker_error_line
-
-            raise CommandFailed(f"throwaway redis container failed: {docker_error_line(exc)}") from exc
-        return str(out or "")
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise CommandFailed(f"throwaway redis container failed: {exc}") from exc
+        if done.returncode != 0:
+            lines = [ln.strip() for ln in done.stderr.splitlines() if ln.strip()]
+            line = lines[-1] if lines else f"exit code {done.returncode}"
+            for prefix in ("docker: Error response from daemon: ", "Error response from daemon: "):
+                line = line.removeprefix(prefix)
+            raise CommandFailed(f"throwaway redis container failed: {line}")
+        return done.stdout
 
     def redis_snapshot_stopped(self, dest: Path) -> dict[str, object]:
         dest.mkdir(parents=True, exist_ok=True)
