@@ -1,11 +1,13 @@
 """Issue 13 point 1 (the Docker boundary): figures 1-3's commands, montero before vs after, A/B.
 
-    python bench/docker_boundary.py BEFORE_TREE [--runs N]
+    python bench/docker_boundary.py BEFORE_TREE [--after AFTER_TREE] [--runs N]
 
 BEFORE_TREE is a copy of the repository at the commit before the change (e.g.
-`git archive a994df3 | tar -x -C /tmp/before`); the current checkout is "after". Both run
-with this venv's python (`python -m montero_ops`), alternating before/after after a warm-up,
-so the machine's drift hits both alike. ps and health run against a small stack this
+`git archive a994df3 | tar -x -C /tmp/before`); AFTER_TREE (default: this checkout) the
+same commit with only the change applied, so nobody else's work is measured with it. Both
+are byte-compiled first (PYTHONDONTWRITEBYTECODE would otherwise recompile a stale tree on
+every run) and run with this venv's python (`python -m montero_ops`), alternating
+before/after after a warm-up, so the machine's drift hits both alike. ps and health run against a small stack this
 script starts (three containers of montero-base:bookworm with a healthcheck, its own
 compose project) and removes at the end, also on failure.
 """
@@ -22,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.lib import Settings, alternate, fmt_ratio, fmt_s, log, ratio, run  # noqa: E402
+from bench.lib import Settings, alternate, fmt_ratio, fmt_s, log, ratio, run
 
 COMPOSE = """services:
   app:
@@ -41,10 +43,13 @@ COMPOSE = """services:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("before", type=Path)
+    parser.add_argument("--after", type=Path, default=REPO)
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "docker_boundary.json")
     args = parser.parse_args()
     py = sys.executable
+    for tree in (args.before, args.after):
+        run([py, "-m", "compileall", "-q", str(tree / "montero_ops")], timeout=300)
     with tempfile.TemporaryDirectory(prefix="montero-bench-boundary-") as tmp:
         root = Path(tmp) / "hclibench"
         (root / "docker").mkdir(parents=True)
@@ -63,7 +68,7 @@ def main() -> int:
             rows = []
             for label, argv in (("--help", ["--help"]), ("--version", ["--version"]),
                                 ("ps --json", ["ps", "--json"]), ("health", ["health"])):
-                steps = {"before": cmd(args.before.resolve(), *argv), "after": cmd(REPO, *argv)}
+                steps = {"before": cmd(args.before.resolve(), *argv), "after": cmd(args.after.resolve(), *argv)}
                 samples = alternate(steps, settings, env=env)
                 b, a = samples["before"], samples["after"]
                 rows.append({"command": f"montero {label}", "before_s": round(b.median, 4),
@@ -73,7 +78,7 @@ def main() -> int:
         finally:
             run([*compose, "down", "--volumes", "--remove-orphans", "-t", "1"], check=False, timeout=120)
     load = os.getloadavg()
-    result = {"runs": args.runs, "load_average_1_5_15": [round(x, 2) for x in load], "cpus": os.cpu_count(),
+    result = {"before": str(args.before), "after": str(args.after), "runs": args.runs, "load_average_1_5_15": [round(x, 2) for x in load], "cpus": os.cpu_count(),
               "rows": rows}
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
