@@ -104,8 +104,12 @@ def fetch_for_restore(project: Project, ref: str | None, root: Path) -> Path:
     info(f"fetching {'backup ' + ref if ref else 'the newest backup'} from {cfg.shown}")
     path = offsite.fetch(cfg, project, ref, root)
     info(f"fetched and verified {path.name}")
-    # A fresh host (new clone, .env only) has no ./data yet: the restore's atomic rename needs it.
-    project.data_dir.mkdir(parents=True, exist_ok=True)
+    # A fresh host (new clone, .env only) has no ./data yet: the restore's atomic rename needs it,
+    # made as `montero up` makes it (the app's uid's when montero runs as root), so the restored
+    # file is owned like its folder and the app can write it (root's, every write was a 503).
+    from montero_ops.services.stack import prepare_dirs
+
+    prepare_dirs(project)
     return path
 
 

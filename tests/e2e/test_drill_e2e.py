@@ -52,7 +52,7 @@ def shop(module_stack_project: Any, s3: dict[str, str]) -> Iterator[dict[str, An
     assert pushed.returncode == 0, pushed.stderr
     data = json.loads(pushed.stdout)
     assert data["offsite"]["bytes_added"] > 0 and PASSWORD not in pushed.stdout + pushed.stderr
-    yield {"stack": stack, "backup": data["id"], "db": stack.root / "data" / "mi_sistema.db"}
+    yield {"stack": stack, "backup": data["id"], "db": stack.root / "data" / "mi_sistema.db", "password": password}
 
 
 def drill_leftovers(name: str) -> list[str]:
@@ -138,16 +138,29 @@ def test_fresh_host_gets_sqlite_and_redis_back_from_s3(shop: dict[str, Any], tmp
         (shutil.copytree(src, fresh / part) if src.is_dir() else shutil.copy2(src, fresh / part))
     shutil.rmtree(stack.root / "data")
     shutil.rmtree(stack.root / "backups")
+    assert not (fresh / "data").exists() and not (fresh / "backups").exists()
     root = stack.root
     stack.root = fresh  # the same compose project name: the new host's clone of the same project
+    # A new machine has no restic cache either: everything comes from S3.
+    new_machine = {"RESTIC_CACHE_DIR": str(tmp_path / "empty-restic-cache")}
     try:
-        done = stack.run_montero("restore", "--from-offsite", "--latest", "--yes")
+        done = stack.run_montero("restore", "--from-offsite", "--latest", "--yes", env=new_machine)
         assert done.returncode == 0, done.stderr
         assert "restored sqlite+redis" in done.stderr
+        assert (fresh / "backups" / shop["backup"] / "manifest.json").is_file()  # fetched, verified, kept
         started = stack.run_montero("up")
         assert started.returncode == 0, started.stderr
         assert sqlite_db.table_checksums(fresh / "data" / "mi_sistema.db") == want
         assert redis_cli(stack, "GET", "session:drill") == "kept"
         assert stack.wait_http("/health")[0] == 200
+        # The restored data serves: the same admin logs in and reads the same 25 clients.
+        base = stack.url("")
+        status, body = api(f"{base}/api/auth/login", "POST", {"email": "ops@example.com", "password": shop["password"]})
+        assert status == 200, (status, body)
+        token = body["token"]
+        status, body = api(f"{base}/api/clients?per_page=100", "GET", None, token)
+        assert status == 200, body
+        names = sorted(c["name"] for c in (body["items"] if isinstance(body, dict) else body))
+        assert names == sorted(f"Cliente {i}" for i in range(25))
     finally:
         stack.root = root

@@ -129,6 +129,8 @@ def test_fresh_host_restore(cli: Callable[..., Result], shop: Path, tmp_path: Pa
     assert result.exit_code == 0, result.stderr
     assert "fetched and verified" in result.stderr and "restored sqlite from" in result.stderr
     assert sqlite_db.table_checksums(fresh / "data" / "mi_sistema.db") == before
+    if os.geteuid() == 0:  # ./data made as `montero up` makes it: the app (uid 1000) can write the file
+        assert (fresh / "data").stat().st_uid == 1000 and (fresh / "data" / "mi_sistema.db").stat().st_uid == 1000
 
 
 def test_fresh_host_in_a_folder_of_another_name_is_told_the_project(

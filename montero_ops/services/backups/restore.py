@@ -108,6 +108,11 @@ def run_restore(
     plan: RestorePlan, project: Project, stack: Stack, backups_dir: Path, progress: Progress = lambda _m: None
 ) -> RestoreResult:
     had_db = plan.db_path is not None and plan.db_path.exists()
+    if plan.db_path is not None and "sqlite" in plan.what and not project.data_dir.exists():
+        # A fresh host (no ./data yet): make it as `montero up` does (see commands/offsite.py).
+        from montero_ops.services.stack import prepare_dirs
+
+        prepare_dirs(project)
     safety_what = [w for w in plan.what if w != "sqlite" or had_db]
     app_running = "sqlite" in plan.what and stack.running("app")
     redis_running = "redis" in plan.what and stack.running("redis")
