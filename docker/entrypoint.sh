@@ -13,6 +13,12 @@ set -eu
 
 log() { printf 'montero-entrypoint: %s\n' "$*" >&2; }
 
+# no-new-privileges for everything below: compose sets it (security_opt), a swarm cannot
+# (`docker stack deploy` drops security_opt), so the entrypoint sets it itself when it is not set yet.
+if ! grep -q '^NoNewPrivs:[[:space:]]*1' /proc/self/status 2>/dev/null && command -v setpriv >/dev/null 2>&1; then
+    exec setpriv --no-new-privs "$0" "$@"
+fi
+
 DATA_DIR=/app/data
 LOGS_DIR=/app/logs
 mkdir -p "$DATA_DIR" "$LOGS_DIR" 2>/dev/null || true

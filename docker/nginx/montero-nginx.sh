@@ -58,6 +58,14 @@ configure() {
 case "${1:-start}" in
     start)
         configure
+        # compose sets no-new-privileges (security_opt); a swarm cannot (`docker stack deploy` drops it),
+        # so it is set here where the image has setpriv (Debian); nginx:alpine has none.
+        if grep -q '^NoNewPrivs:[[:space:]]*1' /proc/self/status 2>/dev/null; then
+            exec nginx -g 'daemon off;'
+        elif command -v setpriv >/dev/null 2>&1; then
+            exec setpriv --no-new-privs nginx -g 'daemon off;'
+        fi
+        log "WARNING: no-new-privileges is not set (no setpriv in this image; on a swarm nothing else can set it)"
         exec nginx -g 'daemon off;'
         ;;
     reload)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from montero_ops.errors import CommandFailed, UsageError
 from montero_ops.project import Project, configured_app_image
-from montero_ops.services import swarm
+from montero_ops.services import swarm, swarm_objects
 from montero_ops.services.swarm import Placement
 
 if TYPE_CHECKING:
@@ -199,23 +199,30 @@ def deploy(
     placement = swarm.plan_placement(all_nodes, postgres)
     for note in placement.notes:
         progress(note)
+    objects = swarm_objects.plan(project, stack, files)  # refuses a missing or weak SECRET_KEY here
     before = _update_marks(client, stack)
     if registry:
         app_image = push_by_digest(client, source, registry, progress)
     secrets = tls_secrets(project, stack)
     if secrets:
         progress(f"TLS: the certificate pair as swarm secrets {', '.join(secrets)}")
+    progress(f"settings as swarm secrets: {', '.join(sorted(objects.roles.values()))} (files under /run/secrets)")
     env_files: list[str | Path] = [project.env_file] if project.env_file.is_file() else []
     progress(f"deploying stack {stack} from {', '.join(str(f.relative_to(project.root)) for f in files)}")
     with tempfile.TemporaryDirectory(prefix="montero-stack-") as tmp:
         layer = Path(tmp) / "placement.yml"
-        layer.write_text(json.dumps(override_file(placement, secrets, multi), indent=2))
+        secret_files = swarm_objects.write_secret_files(objects, Path(tmp))
+        content = swarm_objects.add_to_layer(override_file(placement, secrets, multi), objects, secret_files)
+        content["version"] = swarm_objects.compose_version(stack_file)  # docker refuses mixed versions
+        layer.write_text(json.dumps(content, indent=2))
         client.stack.deploy(stack, compose_files=[*files, layer], env_files=env_files,
                             variables=stack_variables(project, app_image),
                             resolve_image="always" if (registry or multi) else "never", prune=True)
     if not wait:
+        swarm_objects.prune(client, stack, _inspect_services(client, stack), progress)
         return status(client, stack)
     state = wait_converged(client, stack, timeout, progress, since=before)
+    swarm_objects.prune(client, stack, _inspect_services(client, stack), progress)
     state.placement = placement.notes
     return state
 

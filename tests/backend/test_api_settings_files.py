@@ -124,8 +124,8 @@ def test_gunicorn_starts_from_files_and_refuses_both_in_one_line(tmp_path: Path)
         "FLASK_ENV": "production", "DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}", "LOG_DIR": str(tmp_path),
         "SECRET_KEY_FILE": str(_secret_file(tmp_path, "secret_key", key + "\n")), "MONTERO_METRICS": "off",
     }
-    check = [sys.executable, "-c", "from wsgi import app; print(app.config['SECRET_KEY'] == open(__import__('os')"
-             ".environ['SECRET_KEY_FILE']).read().strip())"]
+    check = [sys.executable, "-c", ("from wsgi import app; print(app.config['SECRET_KEY'] == open(__import__('os')"
+             ".environ['SECRET_KEY_FILE']).read().strip())")]
     done = subprocess.run(check, cwd=BACKEND, env=base, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "True"  # the lines before are the app's log
@@ -136,6 +136,6 @@ def test_gunicorn_starts_from_files_and_refuses_both_in_one_line(tmp_path: Path)
     )
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if "configuration error" in line]
-    assert lines == ["montero_api: configuration error: both SECRET_KEY and SECRET_KEY_FILE are set: keep one "
-                     "(SECRET_KEY_FILE names a file holding the value, e.g. a Docker secret)"]
+    assert lines == [("montero_api: configuration error: both SECRET_KEY and SECRET_KEY_FILE are set: keep one "
+                     "(SECRET_KEY_FILE names a file holding the value, e.g. a Docker secret)")]
     assert "Traceback" not in result.stderr and key not in result.stderr

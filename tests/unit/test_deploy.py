@@ -16,15 +16,16 @@ from montero_ops.services import deploy
 
 STACK_RUN = "python_on_whales.components.stack.cli_wrapper.run"
 UTILS_RUN = "montero_ops.services.dockercmd.run"  # the docker commands montero runs itself
+STRONG_KEY = "k3y-" + "0123456789abcdef" * 3  # long and no placeholder: the deploy refuses a weak one
 
 
 @pytest.fixture()
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "docker").mkdir()
     (tmp_path / "docker" / "compose.yml").write_text("services: {}\n")
-    (tmp_path / "docker" / "stack.yml").write_text("version: '3.8'\nservices: {}\n")
-    (tmp_path / "docker" / "stack.postgres.yml").write_text("version: '3.8'\nservices: {}\n")
-    (tmp_path / ".env").write_text("SECRET_KEY=abc\n")
+    (tmp_path / "docker" / "stack.yml").write_text("version: '3.9'\nservices: {}\n")
+    (tmp_path / "docker" / "stack.postgres.yml").write_text("version: '3.9'\nservices: {}\n")
+    (tmp_path / ".env").write_text(f"SECRET_KEY={STRONG_KEY}\n")
     monkeypatch.setenv("MONTERO_PROJECT_DIR", str(tmp_path))
     monkeypatch.setenv("MONTERO_APP_IMAGE", "montero-app:9")
     from montero_ops.client import build_client
@@ -114,7 +115,7 @@ def test_deploy_runs_stack_deploy_with_local_images(project: Path) -> None:
     assert cmd[-10:-3] == ["stack", "deploy", "--compose-file", str(stack_file), "--compose-file", cmd[-5], "--prune"]
     assert cmd[-3:] == ["--resolve-image", "never", "st"]
     env = stack_run.call_args.kwargs["env"]
-    assert env["MONTERO_APP_IMAGE"] == "montero-app:9" and env["SECRET_KEY"] == "abc"
+    assert env["MONTERO_APP_IMAGE"] == "montero-app:9" and env["SECRET_KEY"] == STRONG_KEY
     out = json.loads(result.stdout[result.stdout.index("{"):])
     assert out["services"][0] == {"name": "st_app", "image": "montero-app:9", "desired": 2, "running": 2,
                                   "update_state": "completed", "update_message": "update completed",
