@@ -114,11 +114,30 @@ class Stack:
         self._built_images.add(self.app_image())
 
     def up(self, profiles: tuple[str, ...] = (), timeout: int = 180) -> None:
+        self.prepare_redis_volume()
         self.compose("up", "-d", "--wait", "--wait-timeout", str(timeout), profiles=profiles, timeout=timeout + 60)
 
-    def down(self) -> None:
-        self.compose("down", "--volumes", "--remove-orphans", "--timeout", "5", profiles=("production",),
-                     check=False, timeout=180)
+    def prepare_redis_volume(self) -> None:
+        """What `montero up` does before starting (services/redis_volume.py): Redis runs non-root, and a
+        new volume on an image without /data (montero-base) is root's, so plain compose would crash-loop it."""
+        from montero_ops.services import redis_volume
+
+        found = redis_volume.redis_volume(self.config(), self.name)
+        if found is None:
+            return
+        volume, image = found
+        if run(["docker", "volume", "inspect", volume], check=False).returncode != 0:
+            run(["docker", "volume", "create", "--label", f"com.docker.compose.project={self.name}",
+                 "--label", f"com.docker.compose.volume={redis_volume.VOLUME_KEY}", volume])
+        run(["docker", *redis_volume.chown_command(volume, image)], timeout=120)
+
+    def down(self, volumes: bool = True) -> None:
+        self.compose("down", *(["--volumes"] if volumes else []), "--remove-orphans", "--timeout", "5",
+                     profiles=("production",), check=False, timeout=180)
+
+    def stop(self) -> None:
+        """Containers removed, volumes kept (Redis's stays prepared): the next `up` starts from the images."""
+        self.down(volumes=False)
 
     def container_ids(self) -> list[str]:
         out = run(["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={self.name}"]).stdout

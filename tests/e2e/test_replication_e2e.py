@@ -9,7 +9,7 @@ the offsite tests) while writers insert through the API. One stack for the modul
 4. ./data removed with the stack down (a lost host): `restore --to-time latest` with only .env and
    the code brings back every committed row, and the restored stack replicates again.
 
-MONTERO_BENCH_REPLICATION=1 adds the figures of docs/benchmarks.md (figure 11).
+MONTERO_BENCH_REPLICATION=1 adds the figures of docs/benchmarks.md (figure 15).
 """
 
 from __future__ import annotations
@@ -348,7 +348,7 @@ def test_lost_host_restores_latest_with_only_env(rig: Rig) -> None:
 
 @pytest.mark.skipif(not os.environ.get("MONTERO_BENCH_REPLICATION"), reason="figures: MONTERO_BENCH_REPLICATION=1")
 def test_figure_recovery_point_and_write_cost(rig: Rig, tmp_path: Path) -> None:
-    """docs/benchmarks.md figure 11: medians of 5 runs after a warm-up, printed as a table row."""
+    """docs/benchmarks.md figure 15: medians of 5 runs after a warm-up, printed as a table row."""
     container = f"{rig.stack.name}-replicate-1"
 
     def throughput(seconds: float = 8) -> float:
@@ -384,7 +384,7 @@ def test_figure_recovery_point_and_write_cost(rig: Rig, tmp_path: Path) -> None:
         if i:  # the first is the warm-up
             lost.append(loss - min(missing) if missing else 0.0)
         rate = len([1 for _, at in w.committed if at <= loss]) / 6
-    print(f"\nFIGURE 11 | writes/s with replication {statistics.median(on):.0f} (runs {[round(x) for x in on]}), "
+    print(f"\nFIGURE 15 | writes/s with replication {statistics.median(on):.0f} (runs {[round(x) for x in on]}), "
           f"without {statistics.median(off):.0f} (runs {[round(x) for x in off]}), cost {cost:.1%} | "
           f"recovery point at {rate:.0f} writes/s: median {statistics.median(lost):.2f} s, max {max(lost):.2f} s "
           f"(runs {[round(x, 2) for x in lost]}) | load {os.getloadavg()[0]:.1f}")
