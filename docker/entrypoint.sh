@@ -74,8 +74,15 @@ while True:
         ;;
 esac
 
-log "migrating the database (alembic upgrade head)"
 cd /app
+# Fast path: a SQLite database already at head needs no Alembic (its imports cost 1.5-2 s of every
+# start on 2 cores, docs/benchmarks.md figure 4). Read-only and without the lock: a replica that is
+# migrating has not moved the revision yet, so the answer is "not at head" and this one queues below.
+if python migrations/at_head.py 2>/dev/null; then
+    log "the database is at the head revision: nothing to migrate"
+    exec gunicorn -c gunicorn.conf.py wsgi:app
+fi
+log "migrating the database (alembic upgrade head)"
 # A database at a revision this release does not know was migrated by a newer release: this
 # one is a rollback (`montero rollback`) and runs on the expanded schema (migrations are
 # expand/contract, docs/releases.md). Any other failure stops the start.

@@ -191,11 +191,14 @@ def wait_healthy(
     engine: DockerAPI,
     project: str,
     timeout: float,
-    poll: float = 1.0,
+    poll: float = 0.25,
     clock: Callable[[], float] | None = None,
     sleep: Callable[[float], None] | None = None,
 ) -> list[ContainerStatus]:
-    """Poll until no container is starting; raise with the first failing one."""
+    """Poll until no container is starting; raise with the first failing one.
+
+    A poll is one Engine API listing (a few ms); every 0.25 s rather than 1 s, `up` returns within a
+    quarter second of the last healthcheck passing instead of up to a second later (figure 4)."""
     clock = clock or _clock
     sleep = sleep or _sleep
     deadline = clock() + timeout

@@ -114,6 +114,8 @@ def test_entrypoint_migrates_under_a_lock_then_execs_gunicorn() -> None:
     assert re.search(r"flock -w \S+ \"\$DATA_DIR/\.migrate\.lock\" alembic upgrade head", text)
     assert "SECRET_KEY is not set" in text
     assert "REDIS_WAIT_TIMEOUT" in text
+    # The fast path (backend/migrations/at_head.py, tested in tests/backend) skips Alembic only on a yes.
+    assert "if python migrations/at_head.py 2>/dev/null; then" in text
     assert text.rstrip().endswith("exec gunicorn -c gunicorn.conf.py wsgi:app")
     if shutil.which("sh"):
         assert subprocess.run(["sh", "-n", str(path)], check=False).returncode == 0
@@ -150,6 +152,52 @@ def test_app_can_scale_and_is_locked_down(compose: dict[str, Any]) -> None:
     assert res["limits"]["cpus"] == "${MONTERO_APP_CPUS:-2}" and res["limits"]["memory"] == "${MONTERO_APP_MEMORY:-1G}"
     assert res["reservations"] == {"cpus": "1", "memory": "512M"}
     assert "/health" in " ".join(app["healthcheck"]["test"])
+
+
+def test_the_app_probe_is_cheap_and_checks_the_status(compose: dict[str, Any]) -> None:
+    """A probe is a `docker exec` every interval per replica: bash's /dev/tcp, not a Python interpreter,
+    and it passes on a 200 only (a 503 from /health, database down, must make the replica unhealthy)."""
+    check = compose["services"]["app"]["healthcheck"]
+    assert check["test"][:3] == ["CMD", "bash", "-c"]
+    script = check["test"][3]
+    assert "/dev/tcp/127.0.0.1/5000" in script and "GET /health HTTP/1.0" in script
+    assert '[ "$$code" = 200 ]' in script and "read -r -t 4" in script
+    assert check["interval"] == "4s" and check["timeout"] == "5s"
+    if shutil.which("bash"):
+        _probe_answers(script.replace("$$", "$"))
+
+
+def _probe_answers(script: str) -> None:
+    """The probe against a real HTTP server on loopback: 200 passes; 503, 404 and a closed port fail."""
+    import http.server
+    import threading
+
+    status = {"code": 200}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(status["code"] if self.path == "/health" else 404)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        def probe(target: str) -> int:
+            return subprocess.run(["bash", "-c", target], capture_output=True, timeout=10, check=False).returncode
+
+        ours = script.replace("/dev/tcp/127.0.0.1/5000", f"/dev/tcp/127.0.0.1/{port}")
+        assert probe(ours) == 0
+        status["code"] = 503
+        assert probe(ours) != 0
+        assert probe(ours.replace("GET /health", "GET /nowhere")) != 0
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert probe(ours) != 0  # nothing listens any more
 
 
 def test_app_environment_uses_defaults(compose: dict[str, Any]) -> None:
