@@ -53,6 +53,12 @@ def run_migrations_online() -> None:
         os.makedirs(os.path.dirname(url[len("sqlite:///") :]), exist_ok=True)
     engine = create_db_engine(url)
     with engine.connect() as connection:
+        # BEGIN IMMEDIATE, like the app's write requests: a deferred transaction reads alembic_version
+        # first, and a live writer's commit in between makes its first write fail at once with
+        # "database is locked" (SQLITE_BUSY_SNAPSHOT ignores busy_timeout). `montero deploy` migrates
+        # a database the running release is writing to; taking the lock up front makes it queue.
+        # (PostgreSQL ignores the option.)
+        connection.execution_options(sqlite_begin="immediate")
         # render_as_batch: SQLite cannot ALTER most things, batch mode rebuilds tables instead.
         context.configure(
             connection=connection, target_metadata=target_metadata, render_as_batch=True, compare_type=True

@@ -18,6 +18,7 @@ deploy:
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -243,9 +244,8 @@ def run_migrations_on_copy(tag: str, folder: Path, db_name: str) -> None:
         raise MigrationFailed(f"the new release's migrations did not finish in {GATE_TIMEOUT_S}s on the copy") \
             from exc
     if done.returncode != 0:
-        lines = [ln.strip() for ln in (done.stderr + done.stdout).splitlines() if ln.strip()]
         raise MigrationFailed("the new release's migrations failed on a copy of the database: "
-                              + (lines[-1][:400] if lines else f"exit {done.returncode}"))
+                              + migration_error(done.stderr + done.stdout, done.returncode))
 
 
 class MigrationFailed(MonteroError):
@@ -264,9 +264,21 @@ def migrate_for_real(client: DockerClient, tag: str, progress: Progress) -> None
     done = subprocess.run(cmd, env={**os.environ, "MONTERO_APP_IMAGE": tag}, capture_output=True, text=True,
                           timeout=GATE_TIMEOUT_S, check=False)
     if done.returncode != 0:
-        lines = [ln.strip() for ln in (done.stderr + done.stdout).splitlines() if ln.strip()]
         raise MigrationFailed("the migration failed on the live database (it passed on the copy): "
-                              + (lines[-1][:400] if lines else f"exit {done.returncode}"))
+                              + migration_error(done.stderr + done.stdout, done.returncode))
+
+
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Failed|Failure)\b.*")
+
+
+def migration_error(output: str, code: int) -> str:
+    """The line that says why alembic failed: its exception line, not SQLAlchemy's closing
+    '(Background on this error at: …)' link, which is all the CI's first failure showed."""
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    meaningful = [ln for ln in lines if not ln.startswith("(Background on this error")]
+    exceptions = [ln for ln in meaningful if _EXCEPTION_LINE.match(ln)]
+    chosen = exceptions[-1] if exceptions else (meaningful[-1] if meaningful else f"exit {code}")
+    return chosen[:400]
 
 
 # ------------------------------------------------------------------ the switch

@@ -74,3 +74,41 @@ def test_template_database_is_at_the_single_head(template_db: Path) -> None:
     heads = ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads()
     assert len(heads) == 1  # one linear history
     assert revision(template_db) == heads[0]
+
+
+def test_migrations_wait_for_live_writers_instead_of_failing(template_db: Path, tmp_path: Path) -> None:
+    """`montero deploy` migrates the live database while the app writes. Alembic's deferred BEGIN read
+    alembic_version, then a commit by a writer made its write SQLITE_BUSY_SNAPSHOT: "database is locked"
+    at once, whatever the busy timeout (a CI run of the releases e2e failed so). Migrations take the
+    write lock up front, like the app's write requests, and queue behind writers instead."""
+    import shutil
+    import threading
+
+    path = tmp_path / "live.db"
+    shutil.copy(template_db, path)
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE scratch (n INTEGER)")
+    config = alembic_config(f"sqlite:///{path}")
+    stop = threading.Event()
+    commits = [0]
+
+    def writer() -> None:
+        conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+        while not stop.is_set():
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT INTO scratch VALUES (1)")
+            conn.execute("COMMIT")
+            commits[0] += 1
+        conn.close()
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    try:
+        for _ in range(25):
+            command.downgrade(config, "0001")
+            command.upgrade(config, "head")
+    finally:
+        stop.set()
+        thread.join(10)
+    assert commits[0] > 25  # the writer really ran during the migrations
+    assert revision(path) == ScriptDirectory.from_config(config).get_current_head()

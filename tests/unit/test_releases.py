@@ -311,3 +311,21 @@ def test_deploy_without_nginx_says_zero_downtime_needs_the_production_profile(
     assert result.exit_code == 2
     assert "refusing to deploy with a short gap (zero-downtime needs the production profile)" in result.output
     assert not (project / ".montero").exists()  # nothing built, nothing recorded
+
+
+def test_a_failed_migration_is_reported_by_its_exception_line_not_sqlalchemys_footer(tmp_path: Path) -> None:
+    """CI once showed only '(Background on this error at: …)': the reason is the exception line."""
+    import subprocess
+    import sys
+
+    script = ("import sqlalchemy as sa\n"
+              f"e = sa.create_engine('sqlite:///{tmp_path / 'x.db'}')\n"
+              "with e.connect() as c:\n"
+              "    c.execute(sa.text('ALTER TABLE clients ADD COLUMN note TEXT'))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+    assert done.returncode != 0 and "(Background on this error at" in done.stderr
+    assert rd.migration_error(done.stderr, done.returncode) == (
+        "sqlalchemy.exc.OperationalError: (sqlite3.OperationalError) no such table: clients")
+    assert rd.migration_error("", 3) == "exit 3"
+    assert rd.migration_error("FAILED: Can't locate revision identified by 'x'\n", 1) == \
+        "FAILED: Can't locate revision identified by 'x'"
