@@ -11,7 +11,8 @@ backend/ changed by the test:
      switch on the migrated schema, every replica serves the new code, the receipt agrees;
   f) `rollback --with-data`: the pre-migration rows and schema are back;
   e) a second deploy, then a plain `rollback`: 0 failed; pruning (MONTERO_KEEP_RELEASES=3);
-  and `releases` lists it all with the receipts.
+  `releases` lists it all with the receipts;
+  and a migration that drops a column: refused (exit 2), then `--allow-breaking`'s announced window.
 """
 
 from __future__ import annotations
@@ -473,3 +474,66 @@ def test_releases_lists_the_history_with_receipts(stack: Any) -> None:
                           check=False).returncode != 0
     table = _ok(stack.run_montero("releases", env={"COLUMNS": "250"}), "releases")  # no wrapped cells
     assert "*" in table and "probes" in table and "replica(s) replaced" in table
+
+
+DROP_NOTE_MIGRATION = '''"""drop the client note (destructive: the running release still selects the column)"""
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "e2e_drop_note"
+down_revision = "e2e_note"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("clients") as batch_op:
+        batch_op.drop_column("note")
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("clients") as batch_op:
+        batch_op.add_column(sa.Column("note", sa.String(length=200), nullable=True))
+'''
+
+
+def test_a_destructive_migration_is_refused_then_allow_breaking_takes_an_announced_window(stack: Any) -> None:
+    """Point 2: a migration that drops a column the running release has is refused before any replica
+    changes (exit 2, the column named, the expand/contract advice); with --allow-breaking the deploy
+    announces a maintenance window, migrates once and ends with every replica on the new release."""
+    stack.release.reset()
+    # The live schema is at e2e_note (the plain rollback kept it): the chain must know that revision.
+    stack.release.migration("e2e_client_note", MIGRATION_0002)
+    stack.release.write("migrations/versions/e2e_drop_note.py", DROP_NOTE_MIGRATION)
+    stack.release.append("wsgi.py", RELEASE_HEADER.replace('"v2"', '"v3"'))
+    try:
+        before = app_ids(stack)
+        refused = stack.run_montero("deploy", "--yes", timeout=1200)
+        assert refused.returncode == 2, _shown(refused)
+        said = " ".join(refused.stderr.split())
+        assert "would break the running release during the switch" in said, refused.stderr
+        assert "column clients.note is dropped (or renamed)" in said
+        assert "--allow-breaking" in said and "expand now, contract in a later release" in said
+        assert app_ids(stack) == before  # no replica changed
+        assert "note" in columns(stack, "clients")
+        assert query(stack, "SELECT version_num FROM alembic_version") == [("e2e_note",)]
+        assert history(stack)["releases"][0]["outcome"] == "failed"
+
+        done = stack.run_montero("deploy", "--yes", "--allow-breaking", "--json", timeout=1200)
+        assert done.returncode == 0, _shown(done) + _app_evidence(stack)
+        assert "MAINTENANCE WINDOW: stopping all 3 app replica(s) for a breaking migration" in done.stderr
+        assert "maintenance window over after" in done.stderr
+        assert query(stack, "SELECT version_num FROM alembic_version") == [("e2e_drop_note",)]
+        assert "note" not in columns(stack, "clients")
+        out = json.loads(done.stdout)
+        assert out["release"]["outcome"] == "ok" and out["release"]["id"] == history(stack)["current"]
+        assert any("maintenance window replaced every replica" in n for n in out["notes"]), out
+        check = KeepAliveLoad(stack)
+        check.stop.set()
+        check.run()
+        assert check.failures == [] and set(check.releases) == {"v3"}, check.releases
+        assert len(app_ids(stack)) == 3
+    finally:
+        stack.release.reset()
