@@ -4,7 +4,8 @@
     MONTERO_E2E_APP_IMAGE=montero-app:e2e-NAME python bench/bench_deploy.py [--runs 5]
 
 One throwaway project (the e2e tests' copy of docker/ and backend/, free loopback ports). Each
-round changes one line of backend/wsgi.py, then runs A (`montero deploy --yes --json`) and, after
+round changes one line of backend/wsgi.py, then runs A (`montero deploy --yes --json`), then R
+(`montero rollback --yes --json`, back to the release before A) and, after
 another one-line change, B (`docker compose --profile production up -d --build` at 3
 replicas, what a team does without montero), each while the keep-alive load of
 tests/e2e/test_releases_e2e.py counts every response. One warm-up round, then --runs rounds;
@@ -84,7 +85,7 @@ def main() -> None:
     p = next(maker)
     original = ok(subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}", e2e.APP_IMAGE],
                                  capture_output=True, text=True, check=False), "inspect").strip()
-    results: dict[str, list[dict[str, Any]]] = {"deploy": [], "compose": []}
+    results: dict[str, list[dict[str, Any]]] = {"deploy": [], "compose": [], "rollback": []}
     try:
         p.write_env(SECRET_KEY=os.urandom(32).hex(), DEFAULT_RATE_LIMIT="100000 per minute",
                     LOGIN_LIMIT_ACCOUNT="1000 per minute", LOGIN_LIMIT_ADDRESS="1000 per minute",
@@ -104,11 +105,21 @@ def main() -> None:
                 return {"receipt": receipt}
 
             a = measure(p, deploy)
+
+            def rollback() -> dict[str, Any]:
+                done = p.run_montero("rollback", "--yes", "--json", timeout=1800)
+                receipt = json.loads(ok(done, "montero rollback"))["release"]["receipt"]
+                return {"receipt": receipt}
+
+            # Back to the release before this deploy, under the same load (issue 20: rollback duration).
+            r = measure(p, rollback)
             change(p, f"B{round_}")
             # Without montero: compose rebuilds and recreates the replicas (same tag, same scale).
             b = measure(p, lambda: ok(p.compose("up", "-d", "--build", "--scale", "app=3", "--wait",
                                                 timeout=1800), "compose up --build") and None)
             label = "warm-up" if round_ == 0 else f"run {round_}"
+            log(f"{label}: rollback {r['seconds']:.1f}s {r['failed']}/{r['requests']} failed "
+                f"({r['keepalive_closed']} keep-alive closes), receipt {r['receipt']}")
             log(f"{label}: deploy {a['seconds']:.1f}s {a['failed']}/{a['requests']} failed "
                 f"({a['keepalive_closed']} keep-alive closes), receipt {a['receipt']}; compose up --build "
                 f"{b['seconds']:.1f}s {b['failed']}/{b['requests']} failed ({b['keepalive_closed']} keep-alive closes)"
@@ -116,6 +127,7 @@ def main() -> None:
             if round_:
                 results["deploy"].append(a)
                 results["compose"].append(b)
+                results["rollback"].append(r)
             # The next deploy must start from what runs: compose left the configured tag on its own build.
     finally:
         subprocess.run(["docker", "tag", original, e2e.APP_IMAGE], capture_output=True, check=False)
@@ -137,9 +149,19 @@ def main() -> None:
     print(f"| `montero deploy` | {med(r['seconds'] for r in d):.1f} | {med(r['requests'] for r in d):.0f} | "
           f"{med(r['failed'] for r in d):.0f} (max {max(r['failed'] for r in d)}) | "
           f"{med(r['keepalive_closed'] for r in d):.0f} (max {max(r['keepalive_closed'] for r in d)}) |")
+    rb = results["rollback"]
+    print(f"| `montero rollback` (to the release before) | {med(r['seconds'] for r in rb):.1f} | "
+          f"{med(r['requests'] for r in rb):.0f} | {med(r['failed'] for r in rb):.0f} (max "
+          f"{max(r['failed'] for r in rb)}) | {med(r['keepalive_closed'] for r in rb):.0f} (max "
+          f"{max(r['keepalive_closed'] for r in rb)}) |")
     print(f"| `docker compose up -d --build` | {med(r['seconds'] for r in c):.1f} | "
           f"{med(r['requests'] for r in c):.0f} | {med(r['failed'] for r in c):.0f} (max "
           f"{max(r['failed'] for r in c)}) | {med(r['keepalive_closed'] for r in c):.0f} |")
+    print("\n| run | deploy s | failed / requests | rollback s | failed / requests | compose s | failed / requests |")
+    print("|---|---|---|---|---|---|---|")
+    for i, (x, y, z) in enumerate(zip(d, rb, c, strict=True), 1):
+        print(f"| {i} | {x['seconds']:.1f} | {x['failed']} / {x['requests']} | {y['seconds']:.1f} | "
+              f"{y['failed']} / {y['requests']} | {z['seconds']:.1f} | {z['failed']} / {z['requests']} |")
     receipts = [r["receipt"] for r in d]
     print(f"\nmontero's own receipt (medians): duration {med(r['duration_s'] for r in receipts):.1f} s, probes "
           f"{med(r['probes_sent'] for r in receipts):.0f} sent / {max(r['probes_failed'] for r in receipts)} failed "
