@@ -69,6 +69,7 @@ class Task:
     image: str = ""
     timestamp: str = ""
     spec: dict[str, Any] = field(default_factory=dict, repr=False)
+    container: str = ""  # the task's container id, on its node
 
 
 def node_from_inspect(raw: dict[str, Any]) -> Node:
@@ -99,6 +100,7 @@ def task_from_inspect(raw: dict[str, Any], service_names: dict[str, str]) -> Tas
         node_id=raw.get("NodeID", ""), slot=raw.get("Slot"), state=status.get("State", "?"),
         desired=raw.get("DesiredState", "?"), error=status.get("Err", ""), message=status.get("Message", ""),
         image=container.get("Image", ""), timestamp=status.get("Timestamp", ""), spec=raw.get("Spec") or {},
+        container=(status.get("ContainerStatus") or {}).get("ContainerID", ""),
     )
 
 
@@ -210,7 +212,8 @@ def running_on_spec(service: dict[str, Any], all_tasks: Sequence[Task]) -> int:
 
 def failure_reason(client: DockerClient, service: str, all_tasks: Sequence[Task], since: str = "",
                    log_lines: int = 12) -> list[str]:
-    """Why tasks of SERVICE failed since SINCE: the task's error and its last log lines.
+    """Why tasks of SERVICE failed since SINCE: the task's error, its last log lines and, for an
+    unhealthy one, its last healthcheck probes.
 
     Read through the manager (`docker service logs TASK`), so it works for a task on any node
     that is still reachable.
@@ -232,4 +235,32 @@ def failure_reason(client: DockerClient, service: str, all_tasks: Sequence[Task]
     except (OSError, subprocess.TimeoutExpired):
         logs = ""
     lines += [f"  {line.partition(' | ')[2] or line}" for line in logs.splitlines()[-log_lines:] if line.strip()]
+    if "unhealthy" in f"{task.error} {task.message}" and task.container:
+        lines += _health_output(docker_cmd(client), task)
     return lines
+
+
+def _health_output(docker: list[str], task: Task, probes: int = 3) -> list[str]:
+    """The last healthcheck probes of an unhealthy task's container (exit code and output).
+
+    The manager's engine only holds its own node's containers: for a task on another node
+    the line says where to look instead.
+    """
+    cmd = [*docker, "container", "inspect", "--format", "{{json .State.Health}}", task.container]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        done = None
+    if done is None or done.returncode != 0:
+        where = (f"  health output: on the task's node ({task.node_id[:12]}): docker inspect --format "
+                 f"'{{{{json .State.Health.Log}}}}' {task.container[:12]}")
+        return [where]
+    try:
+        health = json.loads(done.stdout or "null") or {}
+    except json.JSONDecodeError:
+        return []
+    out = []
+    for probe in (health.get("Log") or [])[-probes:]:
+        text = " ".join(str(probe.get("Output", "")).split())[:300] or "(no output)"
+        out.append(f"  health probe exit {probe.get('ExitCode', '?')}: {text}")
+    return out

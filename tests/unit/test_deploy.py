@@ -302,6 +302,41 @@ def test_a_rolled_back_update_fails_with_the_task_error_and_logs(project: Path) 
     assert log_run.call_args.args[0][-4:] == ["--tail", "12", "bad1"] or "bad1" in log_run.call_args.args[0]
 
 
+@pytest.mark.parametrize("on_manager", [True, False])
+def test_an_unhealthy_task_names_its_health_probes(project: Path, on_manager: bool) -> None:
+    bad = task("bad1", "abc", "montero-app:10@sha256:2", state="failed", desired="shutdown",
+               err="task: non-zero exit (143): dockerexec: unhealthy container", when="2026-01-02T00:00:05Z")
+    bad["Status"]["ContainerStatus"] = {"ContainerID": "c0ffee" * 10}
+    health = {"Status": "unhealthy", "Log": [
+        {"ExitCode": 1, "Output": "first"}, {"ExitCode": 1, "Output": "curl: (7) refused\n"},
+        {"ExitCode": 1, "Output": ""}, {"ExitCode": 1, "Output": "HTTP/1.0 503\n  degraded"}]}
+
+    def run(cmd: list[str], **kwargs: Any) -> Any:
+        if "container" in cmd:
+            return mock.Mock(returncode=0 if on_manager else 1, stdout=json.dumps(health) if on_manager else "",
+                             stderr="" if on_manager else "Error: No such container")
+        return mock.Mock(returncode=0, stdout="st_app.1.bad1@vm    | starting\n")
+
+    from montero_ops.client import build_client
+    from montero_ops.project import find_project
+    from montero_ops.services import swarm
+
+    client = build_client(find_project(project), client_call=["true"])
+    tasks = [swarm.task_from_inspect(bad, {"abc": "st_app"})]
+    with mock.patch("montero_ops.services.swarm.subprocess.run", side_effect=run) as ran:
+        lines = swarm.failure_reason(client, "st_app", tasks)
+    assert lines[:2] == ["task bad1 (failed): task: non-zero exit (143): dockerexec: unhealthy container",
+                         "  starting"]
+    if on_manager:
+        assert lines[2:] == ["  health probe exit 1: curl: (7) refused", "  health probe exit 1: (no output)",
+                             "  health probe exit 1: HTTP/1.0 503 degraded"]
+    else:
+        assert lines[2:] == [("  health output: on the task's node (n1): docker inspect --format "
+                              "'{{json .State.Health.Log}}' c0ffeec0ffee")]
+    assert ran.call_args_list[-1].args[0][-5:] == ["container", "inspect", "--format", "{{json .State.Health}}",
+                                                   "c0ffee" * 10]
+
+
 def test_wait_counts_only_tasks_on_the_new_spec(project: Path) -> None:
     """Right after stack deploy the old tasks still run and no update status exists yet."""
     fresh = [{**SPEC[0], "Spec": {**SPEC[0]["Spec"], "TaskTemplate": {"ContainerSpec": {"Image": "montero-app:10"}}},
