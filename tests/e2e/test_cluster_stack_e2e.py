@@ -195,7 +195,8 @@ def test_deploy_registry_postgres_https(site: Site) -> None:
     # The data services' volumes live on their labelled node only.
     for node in (1, 2, 3):
         volumes = site.cluster.docker(node, "volume", "ls", "-q").stdout.split()
-        assert (f"{STACK}_postgres-data" in volumes) is (node == 1), (node, volumes)
+        for volume in ("postgres-data", "redis-data"):
+            assert (f"{STACK}_{volume}" in volumes) is (node == 1), (node, volumes)
     # HTTPS through nginx, redirect and HSTS as on one host; the pair is a swarm secret.
     context = ssl._create_unverified_context()
     conn = http.client.HTTPSConnection(EDGE, 443, timeout=10, context=context)
