@@ -27,7 +27,7 @@ def normalize_what(what: str | list[str]) -> list[str]:
     return [w for w in ORDER if w in items]
 
 
-def require_space(folder: Path, needed: int, what: str) -> None:
+def require_space(folder: Path, needed: int, what: str, hint: str | None = None) -> None:
     """Refuse before writing anything when the disk cannot hold the result."""
     probe = folder
     while not probe.exists():
@@ -36,7 +36,7 @@ def require_space(folder: Path, needed: int, what: str) -> None:
     if free < needed + MARGIN:
         raise MonteroError(
             f"not enough free space in {folder} for {what}: need {_mb(needed + MARGIN)}, {_mb(free)} free",
-            hint="free some space, prune old backups (`montero backups prune`), or use --dir elsewhere",
+            hint=hint or "free some space, prune old backups (`montero backups prune`), or use --dir elsewhere",
         )
 
 
