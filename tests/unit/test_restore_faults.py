@@ -269,3 +269,17 @@ def test_sigint_during_the_safety_backup_changes_nothing(shop: Path, backed_up: 
     assert sqlite_db.table_checksums(db) == backed_up["old_sums"]
     assert sorted(p.name for p in (shop / "backups").iterdir()) == before
     assert leftovers(shop) == [] and not (shop / ".montero" / "restore.json").exists()
+
+
+def test_sigint_during_a_backup_says_nothing_was_kept_and_exits_130(shop: Path, backed_up: dict[str, object]) -> None:
+    """Issue 22 point 3 for `backup`: Ctrl-C while the copy is checked said only 'Interrupted.'."""
+    db = shop / "data" / "mi_sistema.db"
+    before = sorted(p.name for p in (shop / "backups").iterdir())
+    proc = faulty(shop, "sigint", "safety-copy", 1, "backup", "sqlite")
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert errors(stderr) == [("Error: backup interrupted (Ctrl-C): nothing was kept; the live data and the stack "
+                               "were not touched")], stderr
+    assert sqlite_db.table_checksums(db) == backed_up["old_sums"]
+    assert sorted(p.name for p in (shop / "backups").iterdir()) == before
+    assert leftovers(shop) == [] and "Traceback" not in stderr
