@@ -316,3 +316,26 @@ def test_ctrl_c_while_a_real_restore_starts_the_stack_says_what_it_left_and_exit
     assert journal(stack) is None and leftovers(stack) == []
     ok(stack.run_montero("up", "--timeout", UP_BOUND, timeout=600), stack)
     assert stack.wait_http("/health", timeout=120)[0] == 200
+
+
+def test_a_full_backups_disk_during_a_real_redis_backup_is_named(shop: Any, tmp_path: Any) -> None:
+    """Issue 22 point 1 for Redis: its files leave the container through `docker cp`, whose ENOSPC
+    was docker's own text ('write …/dump.rdb: no space left on device'), not the one line naming
+    the full backups folder; nothing partial may be left either. A real 1 MB tmpfs, filled."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    stack = shop
+    ok(stack.run_montero("up", "--timeout", UP_BOUND, timeout=600), stack)
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], check=True)
+    try:
+        subprocess.run(["dd", "if=/dev/zero", f"of={small}/filler", "bs=4k"], capture_output=True, check=False)
+        done = stack.run_montero("backup", "redis", "--dir", str(small), env={"COLUMNS": "400"}, timeout=300)
+        assert done.returncode == 1, (done.stdout, done.stderr)
+        assert errors(done.stderr) == [
+            f"Error: the backups folder {small} is full (no space left on its disk); nothing was kept"], done.stderr
+        assert "Traceback" not in done.stderr and "unexpected error" not in done.stderr
+        assert sorted(p.name for p in small.iterdir()) == ["filler"]  # no .partial-*, no backup
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)

@@ -109,7 +109,11 @@ def _target_full(exc: BaseException) -> bool:
     the online copy (it writes only the copy; reading a source on a full disk does not fail)."""
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         return True
-    return isinstance(exc, sqlite3.OperationalError) and "disk is full" in str(exc)
+    if isinstance(exc, sqlite3.OperationalError):
+        return "disk is full" in str(exc)
+    # Redis's files come out of their container through `docker cp`, which writes them into the
+    # backup folder: its ENOSPC is its text ('write …/dump.rdb: no space left on device').
+    return "no space left on device" in str(exc).lower()
 
 
 def _claim_name(backups_dir: Path, base: str) -> Path:
