@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from montero_ops.commands._options import JsonOption, YesOption
-from montero_ops.errors import ExitCode, UsageError
+from montero_ops.errors import ExitCode, MonteroError, UsageError
 from montero_ops.state import get_state
 
 if TYPE_CHECKING:
@@ -127,16 +127,22 @@ def backup(
     if not swarm_stack:
         _refuse_sqlite_on_postgres(ctx, what)
     with locked(ctx, "backup"):
-        if what is What.postgres:
-            from montero_ops.services import backup_postgres
+        try:
+            if what is What.postgres:
+                from montero_ops.services import backup_postgres
 
-            path, manifest = backup_postgres.create(project, _backups_dir(ctx, folder), progress=info,
-                                                    stack=swarm_stack)
-        else:
-            # A SQLite backup reads the bind-mounted file directly: it needs no Docker at all.
-            stack = NoStack() if what is What.sqlite else _stack(ctx, what.value)
-            path, manifest = create_backup(project, what.value, stack, _backups_dir(ctx, folder),
-                                           compress=compress, progress=info)
+                path, manifest = backup_postgres.create(project, _backups_dir(ctx, folder), progress=info,
+                                                        stack=swarm_stack)
+            else:
+                # A SQLite backup reads the bind-mounted file directly: it needs no Docker at all.
+                stack = NoStack() if what is What.sqlite else _stack(ctx, what.value)
+                path, manifest = create_backup(project, what.value, stack, _backups_dir(ctx, folder),
+                                               compress=compress, progress=info)
+        except KeyboardInterrupt:
+            # Say what it left (issue 22 point 3): the unfinished folder is already removed, and a
+            # backup only reads the live data and stops nothing.
+            raise MonteroError("backup interrupted (Ctrl-C): nothing was kept; the live data and the stack were "
+                               "not touched", exit_code=ExitCode.INTERRUPTED) from None
     if push:
         from montero_ops.commands.offsite import push_folders
 

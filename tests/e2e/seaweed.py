@@ -7,13 +7,16 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-WEED = ROOT / ".venv" / "bin" / "weed"
+# The project's venv, else the venv running the tests (a git worktree has no .venv of its own).
+WEED = next((p for p in (ROOT / ".venv" / "bin" / "weed", Path(sys.executable).with_name("weed")) if p.exists()),
+            ROOT / ".venv" / "bin" / "weed")
 ACCESS_KEY = "montero-e2e"
 SECRET_KEY = "montero-e2e-secret"
 

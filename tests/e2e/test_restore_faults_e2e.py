@@ -18,6 +18,7 @@ makes it. In order:
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shlex
 import signal
@@ -281,3 +282,60 @@ def test_a_damaged_aof_up_fails_fast_doctor_names_it_and_restore_rescues_it(shop
     findings = {f["id"]: f for f in json.loads(report.stdout)}
     assert findings["data.redis_aof"]["status"] == "pass", findings["data.redis_aof"]
     assert leftovers(stack) == [] and journal(stack) is None
+
+
+def test_ctrl_c_while_a_real_restore_starts_the_stack_says_what_it_left_and_exits_130(shop: Any) -> None:
+    """The issue's point 3 repro on the real engine: Ctrl-C reaches the whole foreground process
+    group, `docker compose start` included, while the restore waits for the stack to come back.
+    It printed python-on-whales' command line ('restore failed: The command executed was
+    …docker compose --file … start redis app'); it must say what it left and exit 130."""
+    stack = shop
+    ok(stack.run_montero("up", "--timeout", UP_BOUND, timeout=600), stack)
+    manifest = backup_now(stack, "sqlite")
+    assert api(f"{stack.url('')}/api/clients", "POST", {"name": "After Ctrl-C", "nit": "700000002"}, stack.token)[0] == 201
+    db = stack.root / "data" / "mi_sistema.db"
+    current = sqlite_db.table_checksums(db)
+    proc = subprocess.Popen([sys.executable, "-m", "montero_ops", "--project-dir", str(stack.root), "restore", "sqlite",
+                             manifest["id"], "--yes"], cwd=stack.root, env={**stack.env, "COLUMNS": "400"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        wait_for("the journal at step 'starting'", lambda: (journal(stack) or {}).get("step") == "starting", proc)
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
+        _, err = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-3000:]
+    line = errors(err)
+    assert len(line) == 1, err[-3000:]
+    assert line[0].startswith("Error: restore failed: interrupted (Ctrl-C); the data from before the restore was put "
+                              "back (safety backup "), line
+    assert "The command executed was" not in err and "docker compose --file" not in err and "Traceback" not in err
+    # What it said is what it left: the data from before the restore, no journal, no leftovers.
+    assert sqlite_db.table_checksums(db) == current
+    assert journal(stack) is None and leftovers(stack) == []
+    ok(stack.run_montero("up", "--timeout", UP_BOUND, timeout=600), stack)
+    assert stack.wait_http("/health", timeout=120)[0] == 200
+
+
+def test_a_full_backups_disk_during_a_real_redis_backup_is_named(shop: Any, tmp_path: Any) -> None:
+    """Issue 22 point 1 for Redis: its files leave the container through `docker cp`, whose ENOSPC
+    was docker's own text ('write …/dump.rdb: no space left on device'), not the one line naming
+    the full backups folder; nothing partial may be left either. A real 1 MB tmpfs, filled."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    stack = shop
+    ok(stack.run_montero("up", "--timeout", UP_BOUND, timeout=600), stack)
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], check=True)
+    try:
+        subprocess.run(["dd", "if=/dev/zero", f"of={small}/filler", "bs=4k"], capture_output=True, check=False)
+        done = stack.run_montero("backup", "redis", "--dir", str(small), env={"COLUMNS": "400"}, timeout=300)
+        assert done.returncode == 1, (done.stdout, done.stderr)
+        assert errors(done.stderr) == [
+            f"Error: the backups folder {small} is full (no space left on its disk); nothing was kept"], done.stderr
+        assert "Traceback" not in done.stderr and "unexpected error" not in done.stderr
+        assert sorted(p.name for p in small.iterdir()) == ["filler"]  # no .partial-*, no backup
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)

@@ -6,12 +6,15 @@ local webhook receiver. (Waiting for cron's next minute would add up to 60 s for
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
@@ -86,3 +89,54 @@ def test_failed_cron_run_reaches_doctor_and_webhook(shop: Path, receiver: tuple[
     assert removed.returncode == 0
     after = subprocess.run(["crontab", "-l"], capture_output=True, text=True, check=False).stdout
     assert str(shop) not in after and after.strip() == before.strip()
+
+
+def _cron_running() -> bool:
+    return subprocess.run(["pgrep", "-x", "cron"], capture_output=True, check=False).returncode == 0
+
+
+@pytest.fixture
+def cron_daemon() -> Iterator[None]:
+    """Debian's cron daemon: the one already running, else one started here (a container has
+    no init to start it) and stopped at the end by its pid."""
+    if _cron_running():
+        yield
+        return
+    if not Path("/usr/sbin/cron").exists() or os.geteuid() != 0:
+        if os.environ.get("CI"):
+            pytest.fail("the cron daemon is needed (scripts/setup.sh installs it; it runs as root)", pytrace=False)
+        pytest.skip("no cron daemon to start (needs /usr/sbin/cron and root)")
+    proc = subprocess.Popen(["/usr/sbin/cron", "-f"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1)
+        assert proc.poll() is None, "cron -f exited at once"
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_the_cron_daemon_runs_the_installed_entry_at_its_minute(
+        shop: Path, receiver: tuple[str, list[dict[str, Any]]], cron_daemon: None) -> None:
+    """The real daemon, not its command line run by hand: the entry's time fields, cron's own
+    environment and its parsing of the line (e.g. '%') are part of what is proven. Costs up to
+    two minutes of waiting for cron's minute."""
+    url, got = receiver
+    (shop / ".env").write_text(f"MONTERO_NOTIFY_URL={url}\n")
+    now = datetime.now()  # cron reads the local time, as `schedule install` does
+    at = (now + timedelta(minutes=2 if now.second > 45 else 1)).replace(second=0, microsecond=0)
+    installed = montero(shop, "schedule", "install", "--cron", "--backup", at.strftime("%H:%M"))
+    assert installed.returncode == 0, installed.stderr
+    record_file = shop / "logs" / "schedule" / "backup.json"
+    deadline = time.monotonic() + (at - datetime.now()).total_seconds() + 150
+    while not record_file.exists() and time.monotonic() < deadline:
+        time.sleep(1)
+    assert record_file.exists(), f"cron did not run the backup entry at {at:%H:%M} (nothing recorded)"
+    time.sleep(0.5)  # the webhook is posted right after the record is written
+    record = json.loads(record_file.read_text())
+    started = datetime.strptime(record["started_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert started.astimezone().strftime("%H:%M") == at.strftime("%H:%M"), record
+    assert record["exit_code"] != 0 and record["summary"], record  # a stack that was never started
+    assert [g["job"] for g in got] == ["backup"] and got[0]["event"] == "schedule.failed"
+    doctor = montero(shop, "doctor", "--json")
+    assert {f["id"]: f for f in json.loads(doctor.stdout)}["schedule.backup"]["status"] == "fail"

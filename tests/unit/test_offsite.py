@@ -149,3 +149,63 @@ def test_fresh_host_in_a_folder_of_another_name_is_told_the_project(
     done = cli("--project-name", "shop", "restore", "sqlite", "--from-offsite", "--latest", "--yes")
     assert done.exit_code == 0, done.stderr
     assert sqlite_db.table_checksums(fresh / "data" / "mi_sistema.db") == before
+
+
+def _restic(tmp_path: Path, *args: str, cwd: Path | None = None) -> str:
+    env = {**os.environ, "RESTIC_REPOSITORY": str(tmp_path / "repo"), "RESTIC_PASSWORD": PASSWORD}
+    return subprocess.run(["restic", *args], env=env, cwd=cwd, capture_output=True, text=True, check=True).stdout
+
+
+def test_a_copy_that_comes_back_different_is_refused_and_nothing_local_changes(
+        cli: Callable[..., Result], shop: Path, tmp_path: Path) -> None:
+    """restore --from-offsite and verify --offsite check what comes back with montero's own
+    checksums: a snapshot whose database is not the one its manifest describes (written past
+    montero's push check, with restic itself and montero's tags) is refused, and nothing local
+    is created or changed."""
+    bid = backup(cli)
+    assert cli("backups", "push", bid).exit_code == 0
+    [snap] = json.loads(_restic(tmp_path, "snapshots", "--json"))
+    tampered = tmp_path / "tampered" / bid
+    shutil.copytree(shop / "backups" / bid, tampered)
+    with open(tampered / "mi_sistema.db", "r+b") as fh:
+        fh.seek(4096 + 100)
+        byte = fh.read(1)
+        fh.seek(4096 + 100)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    tags = [arg for tag in snap["tags"] for arg in ("--tag", tag)]
+    _restic(tmp_path, "backup", "--host", "montero", *tags, bid, cwd=tampered.parent)  # the newest for this id
+    shutil.rmtree(shop / "backups" / bid)  # only the offsite copy is left
+    db = shop / "data" / "mi_sistema.db"
+    subprocess.run(["sqlite3", str(db), "DELETE FROM orders WHERE id < 10;"], check=True)
+    live = sqlite_db.table_checksums(db)
+
+    result = cli("restore", "sqlite", "--from-offsite", bid, "--yes")
+    assert result.exit_code == 1, result.stderr
+    line = error_line(result)
+    assert line.startswith(f"Error: offsite backup {bid} came back damaged: ") and "checksum" in line, line
+    assert sqlite_db.table_checksums(db) == live
+    assert list((shop / "backups").iterdir()) == []  # no fetched copy, no .partial-offsite-, no safety backup
+    assert not (shop / ".montero" / "restore.json").exists()
+
+    verified = cli("backups", "verify", "--offsite", bid)
+    assert verified.exit_code == 1, verified.stdout + verified.stderr
+    assert "came back damaged" in verified.stdout + verified.stderr
+    assert list((shop / "backups").iterdir()) == []
+
+
+def test_damaged_repository_data_fails_verify_offsite(cli: Callable[..., Result], shop: Path, tmp_path: Path) -> None:
+    """restic's part of verify --offsite: bytes flipped in the repository's pack files on disk
+    (what a bad disk at the offsite end does) fail `restic check --read-data`."""
+    bid = backup(cli, "--push")
+    assert cli("backups", "verify", "--offsite", bid).exit_code == 0
+    for pack in (tmp_path / "repo" / "data").rglob("*"):
+        if pack.is_file():
+            pack.chmod(0o644)
+            with open(pack, "r+b") as fh:
+                fh.seek(pack.stat().st_size // 2)
+                fh.write(b"\x00\xff" * 8)
+    before = sorted(p.name for p in (shop / "backups").iterdir())
+    result = cli("backups", "verify", "--offsite", bid)
+    assert result.exit_code == 1, result.stdout + result.stderr
+    assert "restic check" in result.stdout + result.stderr, result.stdout + result.stderr
+    assert sorted(p.name for p in (shop / "backups").iterdir()) == before

@@ -269,3 +269,35 @@ def test_sigint_during_the_safety_backup_changes_nothing(shop: Path, backed_up: 
     assert sqlite_db.table_checksums(db) == backed_up["old_sums"]
     assert sorted(p.name for p in (shop / "backups").iterdir()) == before
     assert leftovers(shop) == [] and not (shop / ".montero" / "restore.json").exists()
+
+
+def test_sigint_during_a_backup_says_nothing_was_kept_and_exits_130(shop: Path, backed_up: dict[str, object]) -> None:
+    """Issue 22 point 3 for `backup`: Ctrl-C while the copy is checked said only 'Interrupted.'."""
+    db = shop / "data" / "mi_sistema.db"
+    before = sorted(p.name for p in (shop / "backups").iterdir())
+    proc = faulty(shop, "sigint", "safety-copy", 1, "backup", "sqlite")
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert errors(stderr) == [("Error: backup interrupted (Ctrl-C): nothing was kept; the live data and the stack "
+                               "were not touched")], stderr
+    assert sqlite_db.table_checksums(db) == backed_up["old_sums"]
+    assert sorted(p.name for p in (shop / "backups").iterdir()) == before
+    assert leftovers(shop) == [] and "Traceback" not in stderr
+
+
+def test_a_killed_backup_is_counted_by_backups_list_and_doctor(shop: Path, backed_up: dict[str, object]) -> None:
+    """Issue 22 point 10: `kill -9` of a real backup mid-copy leaves a .partial- folder that no
+    command showed; `backups list` and doctor's data.unfinished count it and its size."""
+    proc = faulty(shop, "kill", "safety-copy", 1, "backup", "sqlite")
+    proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+    [partial] = [p for p in (shop / "backups").iterdir() if p.name.startswith(".partial-")]
+    size_mb = sum(f.stat().st_size for f in partial.rglob("*") if f.is_file()) / 1024 / 1024
+    assert size_mb > 0.5
+    listed = montero(shop, "backups", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stderr.splitlines()[0].startswith(f"1 unfinished backup folder(s), {size_mb:.1f} MB: {partial.name} ")
+    findings = {f["id"]: f for f in json.loads(montero(shop, "doctor", "--json").stdout)}
+    found = findings["data.unfinished"]
+    assert found["status"] == "warn", found
+    assert found["message"].startswith(f"1 unfinished backup folder(s) in {shop / 'backups'} ({size_mb:.1f} MB)"), found

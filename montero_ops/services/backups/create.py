@@ -27,7 +27,7 @@ def normalize_what(what: str | list[str]) -> list[str]:
     return [w for w in ORDER if w in items]
 
 
-def require_space(folder: Path, needed: int, what: str) -> None:
+def require_space(folder: Path, needed: int, what: str, hint: str | None = None) -> None:
     """Refuse before writing anything when the disk cannot hold the result."""
     probe = folder
     while not probe.exists():
@@ -36,7 +36,7 @@ def require_space(folder: Path, needed: int, what: str) -> None:
     if free < needed + MARGIN:
         raise MonteroError(
             f"not enough free space in {folder} for {what}: need {_mb(needed + MARGIN)}, {_mb(free)} free",
-            hint="free some space, prune old backups (`montero backups prune`), or use --dir elsewhere",
+            hint=hint or "free some space, prune old backups (`montero backups prune`), or use --dir elsewhere",
         )
 
 
@@ -109,7 +109,11 @@ def _target_full(exc: BaseException) -> bool:
     the online copy (it writes only the copy; reading a source on a full disk does not fail)."""
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         return True
-    return isinstance(exc, sqlite3.OperationalError) and "disk is full" in str(exc)
+    if isinstance(exc, sqlite3.OperationalError):
+        return "disk is full" in str(exc)
+    # Redis's files come out of their container through `docker cp`, which writes them into the
+    # backup folder: its ENOSPC is its text ('write …/dump.rdb: no space left on device').
+    return "no space left on device" in str(exc).lower()
 
 
 def _claim_name(backups_dir: Path, base: str) -> Path:

@@ -4,7 +4,7 @@ start, wait for health; on any failure put the safety backup back the same way."
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +83,8 @@ def plan_restore(project: Project, what: str, folder: Path, backups_dir: Path, d
         entry = manifest.file("sqlite")
         assert entry is not None
         need = entry.uncompressed_size or entry.size
-        require_space(plan.db_path.parent, need, "the restored database")
+        require_space(plan.db_path.parent, need, "the restored database",
+                      hint=f"free some space in {plan.db_path.parent} (nothing was changed)")
         if plan.db_path.exists():
             require_space(backups_dir, sqlite_size(plan.db_path), "the safety backup")
             plan.overwrites.append(str(plan.db_path))
@@ -161,11 +162,30 @@ def run_restore(
             raise MonteroError(f"restore failed: {reason} (there was no previous data to put back)",
                                hint=f"run it again: `montero restore {what_arg(plan.what)} {plan.folder.name} --yes`",
                                exit_code=code) from exc
+        touched = _touched(journal)
+        if not touched:
+            # Failed before any data was replaced (a full disk while staging, a failed stop):
+            # the data is the old one; putting the safety backup back would only copy it again
+            # (and fail again on a full disk, saying so although nothing was lost).
+            journal.step("rollback", phase=PHASE_ROLLBACK, done=[])
+            try:
+                _start(stack, to_stop, progress, journal)
+            except BaseException as exc3:
+                journal.finish()
+                raise MonteroError(
+                    f"restore failed: {reason}; the data was not changed, but {', '.join(to_stop)} did not start: "
+                    f"{_reason(exc3)}", hint="see `montero logs`, then `montero up`", exit_code=code) from exc3
+            journal.finish()
+            restarted = " (the stack was restarted)" if to_stop else ""
+            hint = exc.hint if isinstance(exc, MonteroError) else None
+            raise MonteroError(f"restore failed: {reason}; the data was not changed{restarted}", hint=hint,
+                               exit_code=code) from exc
         progress(f"restore failed ({reason}); putting back the safety backup {safety[0].name}")
         journal.step("rollback", phase=PHASE_ROLLBACK, done=[])
         undo = f"`montero restore {what_arg(safety_what)} {safety[0].name} --yes`"
         try:
-            _put_data(safety[0], safety[1], plan, stack, to_stop, aof, progress, journal, "safety")
+            _put_data(safety[0], safety[1], replace(plan, what=[w for w in plan.what if w in touched]), stack,
+                      to_stop, aof, progress, journal, "safety")
         except BaseException as exc2:
             raise MonteroError(
                 f"restore failed: {reason}; putting the previous data back ALSO failed: {_reason(exc2)}",
@@ -197,6 +217,18 @@ def run_restore(
     if "sqlite" in plan.what and "app" not in to_stop:
         notes.append("the app was not running: start it with `montero up`")
     return RestoreResult(plan.folder.name, safety[0].name if safety else None, plan.what, notes)
+
+
+def _touched(journal: RestoreJournal) -> list[str]:
+    """The parts a failed restore may have replaced: swapped ones, SQLite once its staged copy was
+    recorded (the rename may have happened), Redis once its files started to go back."""
+    data = journal.data
+    touched = set(data.done)
+    if "backup" in data.sha256:
+        touched.add("sqlite")
+    if data.step == "redis":
+        touched.add("redis")
+    return [w for w in data.what if w in touched]
 
 
 def _reason(exc: BaseException) -> str:

@@ -8,6 +8,7 @@ and might never finish under load.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import os
@@ -251,6 +252,28 @@ def stage_copy(source: Path, target: Path, compressed: bool, sha256: str | None 
     for stale in target.parent.glob(f".{target.name}.restore-*"):
         stale.unlink(missing_ok=True)  # left by an interrupted restore; never the live file
     staged = target.parent / f".{target.name}.restore-{os.getpid()}.tmp"
+    try:
+        _fill_staged(source, staged, target, compressed, sha256, journal_mode)
+    except BaseException as exc:
+        staged.unlink(missing_ok=True)  # a partial copy on a full disk is never left behind
+        if _disk_full(exc):
+            raise MonteroError(
+                f"the folder {target.parent} is full (no space left on its disk for a copy of the restored database)",
+                hint=f"free some space in {target.parent} (the copy needs the backup's database size), then run the "
+                     "restore again",
+            ) from exc
+        raise
+    return staged
+
+
+def _disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return True
+    return isinstance(exc, sqlite3.OperationalError) and "disk is full" in str(exc)
+
+
+def _fill_staged(source: Path, staged: Path, target: Path, compressed: bool, sha256: str | None,
+                 journal_mode: str | None) -> None:
     if compressed:
         gunzip_file(source, staged)
     else:
@@ -278,4 +301,3 @@ def stage_copy(source: Path, target: Path, compressed: bool, sha256: str | None 
     except PermissionError:
         pass  # not root: the file is ours, like the one it replaces
     os.chmod(staged, (st.st_mode & 0o777) if target.exists() else 0o644)
-    return staged
