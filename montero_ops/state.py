@@ -58,6 +58,11 @@ class State:
         if self.verbose:
             _log_docker_commands()
         if project not in self._clients:
+            from montero_ops.services.envfile import require_valid_templates
+
+            # Compose prints a malformed value in its own error, straight to the terminal of a
+            # streamed command (up, build…), where montero cannot mask it: refuse before it runs.
+            require_valid_templates(project)
             client = build_client(project)
             if check:
                 require_engine(client)

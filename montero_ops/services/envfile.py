@@ -36,6 +36,79 @@ def parse_env(text: str) -> dict[str, str]:
     return {name: value or "" for name, value in parsed.items()}
 
 
+_NAME_START = re.compile(r"[_A-Za-z][_A-Za-z0-9]*")
+
+
+def _template_end(text: str, start: int, nested: bool) -> int | None:
+    """Where compose's interpolation of `text[start:]` ends (the index after a nested `}`), or None
+    when compose would call it an "Invalid template". Compose's grammar: `$$` is a literal `$`,
+    `$NAME` and a `$` before anything else pass, `${NAME}`, `${NAME[:]-…}`, `${NAME[:]+…}` and
+    `${NAME[:]?…}` with the part after the operator interpolated again; any other `${` is invalid."""
+    i = start
+    while i < len(text):
+        char = text[i]
+        if nested and char == "}":
+            return i + 1
+        if char != "$":
+            i += 1
+            continue
+        following = text[i + 1 : i + 2]
+        if following != "{":
+            i += 2 if following == "$" else 1
+            continue
+        name = _NAME_START.match(text, i + 2)
+        if name is None:
+            return None
+        j = name.end()
+        if text[j : j + 1] == "}":
+            i = j + 1
+            continue
+        if text[j : j + 1] == ":":
+            j += 1
+        if text[j : j + 1] not in ("-", "+", "?"):
+            return None
+        end = _template_end(text, j + 1, nested=True)
+        if end is None:
+            return None
+        i = end
+    return None if nested else i
+
+
+def template_problems(text: str) -> list[str]:
+    """The variables whose value compose refuses to read ("Invalid template", an unclosed or
+    malformed `${`). Compose quotes the value in that error and prints it before montero can mask
+    it, so montero names the variable itself, without the value. Single-quoted values are literal."""
+    import io
+
+    from dotenv.parser import parse_stream
+
+    names = []
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.key is None or binding.value is None or binding.error:
+            continue
+        raw = binding.original.string.split("=", 1)[-1].lstrip()
+        if raw.startswith("'") or "$" not in binding.value:
+            continue
+        if _template_end(binding.value, 0, nested=False) is None:
+            names.append(binding.key)
+    return names
+
+
+def require_valid_templates(project: Project) -> None:
+    """Refuse (exit 2, one line naming the variables, never a value) a .env compose cannot read."""
+    try:
+        text = project.env_file.read_text(errors="replace")
+    except OSError:
+        return
+    names = template_problems(text) if "${" in text else []
+    if names:
+        raise UsageError(
+            f"{project.env_file.name}: compose cannot read the value of {', '.join(names)} "
+            "(an unclosed or malformed '${': compose would print the value in its error)",
+            hint="write $$ for a literal $, or put the value in single quotes: NAME='…'",
+        )
+
+
 def backend_settings(project: Project) -> ModuleType | None:
     """The backend's settings module, loaded from its file without importing Flask or the package.
 
@@ -182,6 +255,9 @@ def check(project: Project) -> list[Finding]:
     problem = secret_key_problem(project, key) if key else None
     if problem:
         findings.append(Finding("error", "SECRET_KEY", problem))
+    for name in template_problems(project.env_file.read_text(errors="replace")):
+        findings.append(Finding("error", name, f"compose cannot read {name}'s value: an unclosed or malformed "
+                                "'${' (write $$ for a literal $, or single-quote the value)"))
     mode = project.env_file.stat().st_mode & 0o777
     if mode & 0o077:
         findings.append(Finding("warning", "", f"{project.env_file.name} is readable by others (mode {mode:o}); run chmod 600"))

@@ -8,6 +8,7 @@ import itertools
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from api_helpers import (
     ADMIN_EMAIL,
     ADMIN_PASSWORD,
@@ -263,3 +265,21 @@ def gunicorn(base_settings: dict[str, Any], tmp_path: Path) -> Iterator[Callable
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """A redis-server of the test's own on a free loopback port (stopped/killed by the tests that need to)."""
+    port = free_port()
+    binary = shutil.which("redis-server")
+    assert binary, "redis-server is not installed"
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for(lambda: bool(redis.Redis(port=port).ping()), what="redis-server")
+    yield proc, f"redis://127.0.0.1:{port}/0"
+    proc.send_signal(signal.SIGCONT)
+    proc.kill()
+    proc.wait(timeout=10)

@@ -170,3 +170,26 @@ def test_unexpected_errors_are_json_without_traceback(make_app: Any) -> None:
     error = assert_json_error(response, 500)
     assert "secret internals" not in response.get_data(as_text=True)
     assert error["code"] == "internal_error"
+
+
+def test_a_surrogate_email_keeps_the_log_line_and_the_shared_rate_limit(
+    make_app: Any, own_redis: Any, tmp_path: Path
+) -> None:
+    """Issue 12 point 1's side effects: the request log line was lost (PendingRollbackError in the request
+    logger) and the email, as a limit key Redis could not encode, pushed Flask-Limiter onto per-worker memory."""
+    import redis
+
+    _, url = own_redis
+    app = make_app(RATELIMIT_STORAGE_URL=url, LOG_LEVEL="INFO", LOG_DIR=str(tmp_path / "logs"),
+                   LOGIN_LIMIT_ADDRESS="50 per minute")
+    client = app.test_client()
+    bodies = ['{"email":"\\ud800@x.test","password":"x"}', '{"email":"a@x.test","password":"\\ud800"}',
+              '{"email":"b@x.test","password":"wrong-password"}']
+    statuses = [client.post("/api/auth/login", data=b, content_type="application/json").status_code for b in bodies]
+    assert statuses == [400, 400, 401]
+    text = (tmp_path / "logs" / "montero-api.log").read_text()
+    assert text.count("POST /api/auth/login 400") == 2 and "POST /api/auth/login 401" in text
+    # Every one of the three requests was counted in Redis (shared by all workers), none in a fallback.
+    store = redis.Redis.from_url(url)
+    counters = [int(store.get(key) or 0) for key in store.scan_iter("*address:*")]
+    assert counters == [3], counters

@@ -2,34 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
-import redis
-from api_helpers import free_port, wait_for
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    port = free_port()
-    binary = shutil.which("redis-server")
-    assert binary, "redis-server is not installed"
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_for(lambda: bool(redis.Redis(port=port).ping()), what="redis-server")
-    yield proc, f"redis://127.0.0.1:{port}/0"
-    proc.send_signal(signal.SIGCONT)
-    proc.kill()
-    proc.wait(timeout=10)
 
 
 def test_hung_redis_keeps_health_fast_and_logs_each_transition_once(

@@ -86,7 +86,7 @@ def test_healthy_stack_then_redis_stopped_migrations_behind_and_corruption(stack
     assert "behind head 9999" in found["data.migrations"]["message"]
     assert found["data.migrations"]["fix"].startswith("montero migrate upgrade")
     assert found["images.app"]["status"] == "warn"  # and the image predates that code
-    assert found["images.app"]["fix"].startswith("montero build app && montero restart --rolling")
+    assert found["images.app"]["fix"].startswith("montero deploy ")  # the stack runs: the zero-downtime path
     newer.unlink()
 
     # Redis stopped: named, with the command that starts it; --fix starts it (a safe fix).

@@ -4,6 +4,7 @@ never reach `config`, `env show` or `inspect` output, text or JSON."""
 from __future__ import annotations
 
 import json
+import subprocess
 from typing import Any
 
 from tests.throwaway_keys import throwaway_pem
@@ -46,3 +47,24 @@ def test_config_env_show_and_inspect_print_no_line_of_a_multi_line_secret(stack_
         for secret in secrets[:2]:
             assert secret not in done.stdout, (args, secret)
         assert "MAIL_PASSWORD=********" in done.stdout
+
+
+def test_a_value_compose_cannot_read_never_reaches_the_terminal(stack_project: Any) -> None:
+    """Issue 21.4: compose quotes a value it cannot read ("Invalid template") in its own error, and a
+    streamed command (`up`) left that on the terminal in clear. Montero refuses such a .env first."""
+    p = stack_project
+    env = p.root / ".env"
+    env.write_text("SECRET_KEY=" + "5e" * 32 + "\nMAIL_PASSWORD=${UNCLOSED-hunter2-mail\nSMTP_PASS=pa55-smtp-x\n")
+    env.chmod(0o600)
+    raw = p.compose("config")  # the real compose prints the value: what montero must never pass on
+    assert raw.returncode != 0 and "hunter2-mail" in raw.stderr, raw.stderr
+    for args in (("up",), ("config",), ("build", "app")):
+        done = p.run_montero(*args)
+        assert done.returncode == 2, (args, done.stdout, done.stderr)
+        assert "hunter2" not in done.stdout + done.stderr, (args, done.stderr)
+        assert "MAIL_PASSWORD" in done.stderr, (args, done.stderr)
+    started = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={p.name}"],
+                             capture_output=True, text=True, check=True, timeout=60)
+    assert started.stdout.strip() == ""  # nothing was started
+    checked = p.run_montero("env", "check")
+    assert checked.returncode == 1 and "MAIL_PASSWORD" in checked.stdout and "hunter2" not in checked.stdout

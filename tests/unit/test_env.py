@@ -5,6 +5,8 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
+import pytest
+
 from tests.throwaway_keys import throwaway_pem
 from tests.unit.conftest import json_out
 
@@ -181,3 +183,29 @@ def test_init_offsite_on_an_existing_env_never_replaces_a_password(cli, project:
     result = cli("env", "init", "--offsite", "/srv/restic")
     assert result.exit_code == 0 and "Losing it loses the offsite backups" in result.stderr
     assert "MONTERO_OFFSITE_PASSWORD=" in env.read_text()
+
+
+# What the real `docker compose config` (2.40) answered for `A=<value>` in the --env-file: True where it
+# refused with "Invalid template" (printing the value), False where it read the file.
+COMPOSE_TEMPLATES = {
+    "${UNCLOSED-x": True, "${B:-x}": False, "${B:-${C}}": False, "$1abc": False, "${1}": True, '"${X"': True,
+    "'${X'": False, "$${X": False, "pa$$word": False, "${ X}": True, "abc}${": True, "${X:}": True,
+    "${X:=y}": True, "${X+y}": False, "$": False, "a$": False, "${}": True, "${X-}": False, '"a\\n${b"': True,
+    "${X-a}b}": False, "${X:-${Y}": True, "${X?a b}": False, "${X}${Y}$Z": False,
+}
+
+
+@pytest.mark.parametrize(("value", "invalid"), list(COMPOSE_TEMPLATES.items()))
+def test_template_problems_agree_with_compose(value: str, invalid: bool) -> None:
+    from montero_ops.services.envfile import template_problems
+
+    assert template_problems(f"OTHER=1\nA={value}\n") == (["A"] if invalid else [])
+
+
+def test_check_names_a_value_compose_cannot_read_without_printing_it(cli, project: Path) -> None:
+    env = project / ".env"
+    env.write_text("SECRET_KEY=" + "5e" * 32 + "\nMAIL_PASSWORD=${UNCLOSED-hunter2-mail\n")
+    env.chmod(0o600)
+    result = cli("env", "check")  # said ".env looks good" while compose refused the file
+    assert result.exit_code == 1
+    assert "MAIL_PASSWORD" in result.stdout and "hunter2" not in result.output

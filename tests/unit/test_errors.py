@@ -93,10 +93,12 @@ def test_docker_error_is_one_line(cli, docker, project: Path) -> None:
 
 
 def test_compose_error_text_never_shows_a_secret_value(cli, docker, project: Path) -> None:
-    """Issue 21.4: compose quotes the value in "Invalid template"; montero masks known secret values."""
+    """Issue 21.4: compose quotes a value in its errors; montero masks known secret values in captured text.
+
+    (Single-quoted here so montero's own template check, below, lets the command reach compose.)"""
     from python_on_whales.exceptions import DockerException
 
-    (project / ".env").write_text("MAIL_PASSWORD=${UNCLOSED-hunter2-mail\nSMTP_PASS=pa55-smtp-x\n")
+    (project / ".env").write_text("MAIL_PASSWORD='${UNCLOSED-hunter2-mail'\nSMTP_PASS=pa55-smtp-x\n")
     stderr = (b'Invalid template: "${UNCLOSED-hunter2-mail" while connecting with pa55-smtp-x\n')
     docker.respond(lambda c: "config" in c, DockerException(["docker", "compose", "config"], 15, b"", stderr))
     for args in (("config",), ("-v", "config")):
@@ -104,3 +106,19 @@ def test_compose_error_text_never_shows_a_secret_value(cli, docker, project: Pat
         assert result.exit_code == 1
         assert "hunter2" not in result.output and "pa55-smtp-x" not in result.output, args
     assert result.stderr.splitlines()[-1] == 'Error: Invalid template: "********" while connecting with ********'
+
+
+@pytest.mark.parametrize("args", [("up",), ("build",), ("config",), ("-v", "restart")])
+def test_a_value_compose_cannot_read_is_refused_before_compose_prints_it(cli, docker, project: Path,
+                                                                           args: tuple[str, ...]) -> None:
+    """Issue 21.4: a streamed command (up, build…) lets compose print "Invalid template: "<value>"" straight to
+    the terminal, where nothing can mask it (seen on the real compose 2.40). Refused first: exit 2, names only."""
+    (project / ".env").write_text("SECRET_KEY=" + "5e" * 32 + "\nMAIL_PASSWORD=${UNCLOSED-hunter2-mail\n"
+                                  "SMTP_PASS='${literal-pa55'\nAPI_AUTH=${HOME:-api-auth-x}\n")
+    result = cli(*args)
+    assert result.exit_code == 2, result.output
+    assert "hunter2" not in result.output and "pa55" not in result.output and "api-auth-x" not in result.output
+    assert result.stderr.splitlines()[0] == (
+        "Error: .env: compose cannot read the value of MAIL_PASSWORD (an unclosed or malformed '${': "
+        "compose would print the value in its error)")
+    assert not [c for c in docker.calls if "compose" in c], docker.calls  # compose never ran

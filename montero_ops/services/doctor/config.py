@@ -10,7 +10,7 @@ from pathlib import Path
 from montero_ops.project import Project
 from montero_ops.services.doctor.context import Context, parse_env_file
 from montero_ops.services.doctor.finding import Finding, Repair, failed, passed, skipped, warned
-from montero_ops.services.envfile import REQUIRED, secret_key_problem
+from montero_ops.services.envfile import REQUIRED, secret_key_problem, template_problems
 
 KEYGEN = 'python -c "import secrets; print(secrets.token_hex(32))"'
 TRUE = {"1", "true", "yes", "on"}
@@ -75,6 +75,15 @@ def check_config(ctx: Context) -> list[Finding]:
                 "config.required",
                 f"required variables not set: {', '.join(missing)}",
                 f"montero env check  # then set {missing[0]} in {env_file}",
+            )
+        )
+    elif unreadable := template_problems(env_file.read_text(errors="replace")):
+        # Compose refuses the whole file (and quotes the value in its error): no command can start the stack.
+        findings.append(
+            failed(
+                "config.required",
+                f"compose cannot read the value of {', '.join(unreadable)}: an unclosed or malformed '${{'",
+                f"write $$ for a literal $, or single-quote the value in {env_file}",
             )
         )
     elif duplicated := _duplicates(env_file):

@@ -17,8 +17,11 @@ from montero_ops.services.sources import LABEL, sources_digest
 
 SKIP_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache", "node_modules", ".venv", "venv"}
 # Zero downtime: `up --build` recreates every replica at once (an outage, and a scaled app drops to one).
-# When `montero deploy` (releases) lands, it is the one command to name here.
-REBUILD = "montero build app && montero restart --rolling   # new image, replicas replaced one at a time"
+# `montero deploy` builds a release from the checkout, backs up and tests its migrations, replaces the
+# replicas one at a time behind nginx and rolls back by itself when one fails. It needs the app running;
+# a stopped stack only needs the image (its next `montero up` starts on it).
+REBUILD = "montero deploy   # builds the checkout, replaces the replicas one at a time, rolls back on failure"
+BUILD_ONLY = "montero build app   # the stack is not running: the next `montero up` starts on the new image"
 RECREATE = "montero restart --rolling   # replaces the replicas one at a time on the new image"
 
 
@@ -68,11 +71,12 @@ def check_images(ctx: Context) -> list[Finding]:
     # In production a stale image means the deployed code is not the code in the repository.
     make = failed if ctx.production else warned
     stamped = ((image.get("Config") or {}).get("Labels") or {}).get(LABEL) or ""
+    rebuild = REBUILD if ctx.running("app") is not None else BUILD_ONLY
     if stamped:
         current = sources_digest(ctx.project.root)
         if current != stamped:
             return [make("images.app", f"the app image {name} (built {when}) holds other sources than the checkout "
-                         f"(content digest {stamped[7:19]} in the image, {current[7:19]} here)", REBUILD)]
+                         f"(content digest {stamped[7:19]} in the image, {current[7:19]} here)", rebuild)]
         same = "has the same sources as the checkout (compared by content)"
     else:
         newest = newest_source(ctx.project.root)
@@ -80,7 +84,7 @@ def check_images(ctx: Context) -> list[Finding]:
             rel = newest[0].relative_to(ctx.project.root)
             changed = datetime.fromtimestamp(newest[1], UTC).strftime("%Y-%m-%d %H:%M UTC")
             return [make("images.app", f"the app image {name} (built {when}) is older than its sources: {rel} changed "
-                         f"{changed} (compared by time: the image was not built by montero)", REBUILD)]
+                         f"{changed} (compared by time: the image was not built by montero)", rebuild)]
         same = "is newer than its sources (by time; `montero build app` records a content digest)"
     stale = [c for c in ctx.service_containers("app") if c.get("Image") and c.get("Image") != image.get("Id")]
     if stale:

@@ -174,7 +174,7 @@ def _nonroot(ctx: Context) -> Finding:
         return failed(
             "prod.nonroot",
             f"the app runs as root in {', '.join(app_root)}",
-            "rebuild with the Dockerfile's USER appuser (uid 1000): montero up --build",
+            "rebuild with the Dockerfile's USER appuser (uid 1000): montero deploy",
         )
     if others:
         return warned(

@@ -96,6 +96,14 @@ def test_required_missing_fails_and_example_gap_is_noted(root: Path) -> None:
     assert finding.status.value == "pass" and "defaults apply" in finding.message
 
 
+def test_a_value_compose_cannot_read_fails_without_printing_it(root: Path) -> None:
+    """Compose refuses such a .env ("Invalid template", quoting the value): doctor said 0 failed."""
+    write_env(root, GOOD + "MAIL_PASSWORD=${UNCLOSED-hunter2-mail\n")
+    finding = _by_id(root)["config.required"]
+    assert finding.status.value == "fail" and "MAIL_PASSWORD" in finding.message
+    assert "hunter2" not in finding.message + finding.fix
+
+
 def test_variable_set_twice_warns(root: Path) -> None:
     write_env(root, GOOD + f"SECRET_KEY={STRONG_KEY[::-1]}\n")
     finding = _by_id(root)["config.required"]

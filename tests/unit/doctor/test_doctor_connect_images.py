@@ -12,7 +12,7 @@ from doctor_helpers import DoctorEngine, make_ctx, make_db, needs_root, project_
 
 from montero_ops.project import default_app_image
 from montero_ops.services.doctor.connectivity import check_connectivity
-from montero_ops.services.doctor.images import REBUILD, check_images, parse_created
+from montero_ops.services.doctor.images import BUILD_ONLY, REBUILD, check_images, parse_created
 from montero_ops.services.sources import LABEL, sources_digest
 
 REDIS_ENV = ["RATELIMIT_STORAGE_URL=redis://redis:6379/0", "PATH=/opt/venv/bin:/usr/bin"]
@@ -152,7 +152,8 @@ def test_image_older_than_requirements_warns(root: Path, engine: DoctorEngine) -
     [finding] = check_images(make_ctx(root, engine))
     assert finding.status.value == "warn"
     assert "backend/requirements.txt changed" in finding.message
-    assert finding.fix.startswith("montero build app && montero restart --rolling")
+    # Nothing runs: building is all it takes (deploy would refuse a stopped stack).
+    assert finding.fix == BUILD_ONLY and finding.fix.startswith("montero build app ")
 
 
 def test_image_not_built_warns(root: Path, engine: DoctorEngine) -> None:
@@ -196,11 +197,21 @@ def test_restored_identical_sources_pass_whatever_their_times(root: Path, engine
 
 def test_changed_content_fails_in_production_and_names_the_zero_downtime_path(root: Path, engine: DoctorEngine) -> None:
     _labelled(root, engine, sources_digest(root), time.time() + 3600)  # image "newer" by time
+    engine.add("app", image="sha256:app")  # the stack serves: the fix must not take it down
     (root / "backend" / "requirements.txt").write_text("flask==3.0.3\n")
     [finding] = check_images(make_ctx(root, engine, production=True))
     assert finding.status.value == "fail" and "other sources than the checkout" in finding.message
-    assert finding.fix == REBUILD and "up --build" not in finding.fix
-    assert "restart --rolling" in finding.fix
+    # Issue 21 point 5: the releases path (health-gated, one replica at a time, rolls back), never up --build.
+    assert finding.fix == REBUILD and finding.fix.startswith("montero deploy ")
+    assert "up --build" not in finding.fix
+
+
+def test_stale_image_by_time_on_a_running_stack_names_deploy(root: Path, engine: DoctorEngine) -> None:
+    engine.images[_app_image(root)] = {"Id": "sha256:app", "Created": _stamp(time.time() - 3600)}
+    engine.add("app", image="sha256:app")
+    (root / "backend" / "wsgi.py").write_text("app = None\n")
+    [finding] = check_images(make_ctx(root, engine))
+    assert finding.status.value == "warn" and finding.fix == REBUILD
 
 
 def test_digest_ignores_what_docker_ignores(root: Path) -> None:

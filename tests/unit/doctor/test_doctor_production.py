@@ -133,6 +133,8 @@ def test_root_containers(prod: tuple[Path, DoctorEngine]) -> None:
     engine.items[0]["Config"]["User"] = "0:0"  # the app as root: a failure
     found = _by_id(check_production(make_ctx(root, engine, compose=GOOD_COMPOSE, production=True)))
     assert found["prod.nonroot"].status.value == "fail"
+    # The rebuild goes through the zero-downtime release path, never `up --build` (an outage; issue 21.5).
+    assert found["prod.nonroot"].fix.endswith("montero deploy") and "up --build" not in found["prod.nonroot"].fix
 
 
 def test_default_secrets_fail(prod: tuple[Path, DoctorEngine]) -> None:
