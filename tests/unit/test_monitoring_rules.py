@@ -127,3 +127,65 @@ def test_a_rule_that_would_not_fire_is_caught(tmp_path: Path) -> None:
     ])
     assert done.returncode != 0
     assert "BackupStale" in done.stdout + done.stderr
+
+
+def _quiet_and_firing(tmp_path: Path, name: str, healthy: list[dict[str, Any]], bad: list[dict[str, Any]],
+                      at: str, summary_text: str, labels: dict[str, str] | None = None) -> None:
+    done = promtool_test(tmp_path, [
+        {"interval": "1m", "input_series": healthy, "alert_rule_test": [alerts_at(at, name, [])]},
+        {"interval": "1m", "input_series": bad, "alert_rule_test": [
+            alerts_at(at, name, [{"exp_labels": {"severity": "warning", **(labels or {})},
+                                  "exp_annotations": {"summary": summary_text}}])]},
+    ])
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@needs_promtool
+def test_error_rate_over_1_percent_for_5_minutes(tmp_path: Path) -> None:
+    def requests(errors_per_min: int) -> list[dict[str, Any]]:
+        return [{"series": 'montero_http_requests_total{endpoint="/api/clients",status="200"}', "values": "0+600x20"},
+                {"series": 'montero_http_requests_total{endpoint="/api/clients",status="500"}',
+                 "values": f"0+{errors_per_min}x20"}]
+
+    # 3 of 603 a minute (0.5 %) stays quiet; 18 of 618 (2.9 %) fires once it lasted 5 minutes.
+    _quiet_and_firing(tmp_path, "AppErrorRate", requests(3), requests(18), "15m",
+                      summary("AppErrorRate").replace("{{ $value | humanizePercentage }}", "2.913%"))
+
+
+@needs_promtool
+def test_p99_over_1_second_for_5_minutes(tmp_path: Path) -> None:
+    def latency(slow_per_min: int) -> list[dict[str, Any]]:
+        # 100 requests a minute: all under 0.5 s but `slow_per_min` of them between 2.5 and 5 s
+        # (2 of 100: the 99th percentile is half-way into that bucket, 3.75 s).
+        series = 'montero_http_request_duration_seconds_bucket{endpoint="/api/clients",le="%s"}'
+        return [{"series": series % "0.5", "values": f"0+{100 - slow_per_min}x20"},
+                {"series": series % "2.5", "values": f"0+{100 - slow_per_min}x20"},
+                {"series": series % "5.0", "values": "0+100x20"},
+                {"series": series % "+Inf", "values": "0+100x20"},
+                # /metrics is left out of the rule: its own slow scrapes never fire it.
+                {"series": 'montero_http_request_duration_seconds_bucket{endpoint="/metrics",le="+Inf"}',
+                 "values": "0+100x20"},
+                {"series": 'montero_http_request_duration_seconds_bucket{endpoint="/metrics",le="0.5"}',
+                 "values": "0+0x20"}]
+
+    _quiet_and_firing(tmp_path, "AppLatencyP99", latency(0), latency(2), "15m",
+                      summary("AppLatencyP99").replace("{{ $value }}", "3.75"))
+
+
+@needs_promtool
+def test_redis_memory_over_90_percent(tmp_path: Path) -> None:
+    def used(mb: int) -> list[dict[str, Any]]:
+        return [{"series": 'redis_memory_used_bytes{job="redis"}', "values": f"{mb * 2**20}x20"},
+                {"series": 'redis_memory_max_bytes{job="redis"}', "values": f"{256 * 2**20}x20"}]
+
+    _quiet_and_firing(tmp_path, "RedisMemoryHigh", used(200), used(240), "10m", summary("RedisMemoryHigh"),
+                      {"job": "redis"})
+
+
+@needs_promtool
+def test_data_disk_over_85_percent(tmp_path: Path) -> None:
+    def ratio(value: float) -> list[dict[str, Any]]:
+        return [{"series": 'montero_data_disk_used_ratio{instance="app-1:5000",job="app"}', "values": f"{value}x20"}]
+
+    _quiet_and_firing(tmp_path, "DataDiskHigh", ratio(0.8), ratio(0.9), "10m",
+                      summary("DataDiskHigh").replace("{{ $value | humanizePercentage }}", "90%"))

@@ -162,3 +162,22 @@ def test_prune_job_uses_gfs_and_the_offsite_repository_when_set(project: Path,
     result = CliRunner().invoke(app, ["--project-dir", str(project), *argv[:-1], "--dry-run"])
     assert result.exit_code == 0, result.stderr
     assert "nothing to prune (daily 7, weekly 4, monthly 6)" in result.stderr
+
+
+def test_install_schedules_renewal_once_certbot_holds_a_certificate(cli: Any, project: Path,
+                                                                     crontab: dict[str, str]) -> None:
+    """`schedule install` alone renews what `tls issue` made (issue 19 point 3); with no certbot
+    certificate (none, or self-signed) there is nothing to renew and no renew entry."""
+    assert cli("schedule", "install").exit_code == 0
+    assert "schedule run renew" not in crontab["text"]
+    from montero_ops.services.acme import config_dir
+
+    renewal = config_dir(find_project(project)) / "renewal"
+    renewal.mkdir(parents=True)
+    (renewal / "shop.example.conf").write_text("[renewalparams]\nauthenticator = webroot\n")
+    assert cli("schedule", "install").exit_code == 0
+    assert "45 2 * * * PATH=" in crontab["text"] and "schedule run renew" in crontab["text"]
+    assert "schedule run backup" in crontab["text"]  # the other defaults are still there
+    # Its time can still be chosen.
+    assert cli("schedule", "install", "--job", "renew=04:10").exit_code == 0
+    assert "10 4 * * * PATH=" in crontab["text"] and "45 2 * * *" not in crontab["text"]

@@ -93,3 +93,34 @@ def test_stats_refuses_a_too_short_interval(cli: Callable[..., Result], project:
     assert result.exit_code == 2
     assert "--interval 0.1 is too short" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_live_stats_off_a_terminal_prints_whole_tables_and_ctrl_c_is_130(
+        cli: Callable[..., Result], project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Piped (not a TTY): one plain table per interval, no cursor movement or colour codes; Ctrl-C
+    ends it with 130 and one line, no traceback. The engine is the boundary replaced here (the e2e
+    test reads a real one, and drives the live view in tmux)."""
+    from montero_ops.services.stats import ContainerStats, RedisStats, Snapshot, StatsReader, Traffic
+    from montero_ops.state import State
+
+    calls: list[float] = []
+
+    def snapshot(self: StatsReader, window: float = 1.0) -> Snapshot:
+        calls.append(window)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        app = ContainerStats("app", "shop-app-1", "running", "healthy", 0, 12.5, 50 * 2**20, 512 * 2**20,
+                             1000 * len(calls), 2000, 0, 0,
+                             Traffic(40.0 + len(calls), 3.0, 9.0, 0.0, 0.0, 1.0))
+        return Snapshot(at=0.0, containers=[app], app=app.traffic,
+                        redis=RedisStats(2**20, 256 * 2**20, 0.4, 0, 2))
+
+    monkeypatch.setattr(StatsReader, "snapshot", snapshot)
+    monkeypatch.setattr(State, "docker", lambda self, check=True: type("D", (), {"sdk": None})())
+    result = cli("--project-dir", str(project), "stats", "--interval", "0.5")
+    assert result.exit_code == 130, result.output
+    assert calls == [0.5, 0.5, 0.5]  # a plain table per interval until Ctrl-C
+    assert result.stdout.count("REQ/S") == 2 and "shop-app-1" in result.stdout
+    assert "41" in result.stdout and "42" in result.stdout  # each table is its own snapshot
+    assert "\x1b[" not in result.stdout  # no redraws, no colours: what a pipe or a log wants
+    assert result.stderr.strip().splitlines() == ["Interrupted."]
