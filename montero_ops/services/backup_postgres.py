@@ -21,7 +21,6 @@ import json
 import secrets
 import shutil
 import subprocess
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 from montero_ops import __version__
 from montero_ops.errors import CommandFailed, UsageError
 from montero_ops.project import Project
+from montero_ops.services.wait import wait_until
 
 DUMP_NAME, META_NAME = "postgres.dump", "postgres.json"
 Progress = Callable[[str], None]
@@ -242,16 +242,15 @@ def _stop_app(t: PgTarget) -> Callable[[float], None]:
             raise CommandFailed(f"{service} did not scale back to {replicas}: "
                                 + (scaled.stderr.strip().splitlines() or ["?"])[-1],
                                 hint=f"`docker service scale {service}={replicas}`; the database itself is consistent")
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def back() -> bool | None:
             # Tasks, not `service ls`'s counter: right after the scale that may still show the old 6/6.
             ps = subprocess.run(docker + ["ps", service, "--filter", "desired-state=running", "--format",
                                           "{{.CurrentState}}"], capture_output=True, text=True, check=False)
-            if sum(1 for line in ps.stdout.splitlines() if line.startswith("Running")) == int(replicas):
-                return
-            time.sleep(2)
-        raise CommandFailed(f"{service} is not back at {replicas} healthy replicas after {timeout:g}s",
-                            hint=f"`montero doctor --swarm --stack {t.stack}`; the database itself is consistent")
+            return sum(1 for line in ps.stdout.splitlines() if line.startswith("Running")) == int(replicas) or None
+
+        if wait_until(back, timeout, 2.0) is None:
+                raise CommandFailed(f"{service} is not back at {replicas} healthy replicas after {timeout:g}s",
+                                hint=f"`montero doctor --swarm --stack {t.stack}`; the database itself is consistent")
     return start_swarm
 
 

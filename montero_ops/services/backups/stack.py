@@ -7,7 +7,6 @@ their own object (a local redis-server, or nothing running at all).
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -15,6 +14,7 @@ from montero_ops.errors import CommandFailed, MonteroError
 from montero_ops.project import Project
 from montero_ops.services.backups.redis_data import RESTORE_SCRIPT, RedisSource
 from montero_ops.services.backups.sqlite_db import read_env_file
+from montero_ops.services.wait import Readiness, readiness, wait_until
 
 if TYPE_CHECKING:
     from python_on_whales import DockerClient
@@ -150,27 +150,29 @@ class ComposeStack:
         else:
             self.client.compose.up(services, detach=True, quiet=True)
         engine = self.docker
-        deadline = time.monotonic() + self.health_timeout
-        while True:
-            pending = []
+        pending: list[str] = []
+
+        def ready() -> bool | None:
+            pending.clear()
             for service in services:
                 for c in self._containers(service):
                     state = engine.inspect(c["Id"])["State"]
                     health = (state.get("Health") or {}).get("Status")
+                    verdict = readiness(str(state.get("Status")), health, state.get("ExitCode"))
+                    # A service a backup stopped must run again: an exit, even with code 0, is a failure.
                     if state.get("Status") in ("exited", "dead"):
                         raise MonteroError(f"service '{service}' exited (code {state.get('ExitCode')}) after start",
                                            hint=f"see `montero logs {service}`")
-                    if health == "unhealthy":
+                    if verdict is Readiness.FAILED:
                         raise MonteroError(f"service '{service}' is unhealthy after start",
                                            hint=f"see `montero logs {service}`")
-                    if state.get("Status") != "running" or health not in (None, "healthy"):
+                    if verdict is not Readiness.READY:
                         pending.append(service)
-            if not pending:
-                return
-            if time.monotonic() > deadline:
-                raise MonteroError(f"{', '.join(sorted(set(pending)))} not healthy after {int(self.health_timeout)} s",
-                                   hint="see `montero logs`")
-            time.sleep(1)
+            return None if pending else True
+
+        if wait_until(ready, self.health_timeout, 1.0) is None:
+            raise MonteroError(f"{', '.join(sorted(set(pending)))} not healthy after {int(self.health_timeout)} s",
+                               hint="see `montero logs`")
 
     def config(self) -> dict[str, Any]:
         if self._config is None:
