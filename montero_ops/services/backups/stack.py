@@ -198,7 +198,9 @@ class ComposeStack:
         file"): python-on-whales' container run captures no stderr to say it with."""
         import subprocess
 
-        cmd = [str(part) for part in self.client.client_config.docker_cmd]
+        from montero_ops.services.dockercmd import docker_cmd
+
+        cmd = docker_cmd(self.client)
         cmd += ["run", "--rm", "--user", "0", "--entrypoint", "sh"]
         for source, target, mode in volumes:
             cmd += ["--volume", f"{source}:{target}:{mode}"]
