@@ -17,9 +17,12 @@ from montero_ops.services.backups.sqlite_db import read_env_file
 from montero_ops.services.wait import Readiness, readiness, wait_until
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from python_on_whales import DockerClient
 
     from montero_ops.dockerapi import DockerAPI
+    from montero_ops.state import State
 
 
 class Stack(Protocol):
@@ -266,3 +269,47 @@ class ComposeRedis:
 def scratch_dir(near: Path) -> Path:
     near.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=".partial-", dir=near))
+
+
+def open_stack(state: State, what: str, command: str, warn: Callable[[str], None]) -> Stack:
+    """The compose stack as it was started; without Docker a SQLite-only operation (WHAT "sqlite")
+    still works on the files (NoStack, after a warning), anything else needs Docker (exit 3)."""
+    from montero_ops.errors import DockerUnavailable
+
+    try:
+        docker = state.docker(check=False)
+        docker.ping()
+        from montero_ops.services.stack import current_variant
+
+        # As started: a replicate service (Litestream holds the database) is stopped and started too.
+        project = current_variant(docker, state.project())
+        return ComposeStack(project, state.client(project), docker=docker)
+    except DockerUnavailable as exc:
+        if what != "sqlite":
+            # Redis lives in a Docker volume: say what is needed, and what works without it.
+            raise DockerUnavailable(f"{exc.message} (Redis data is in a Docker volume)",
+                                    hint=f"{exc.hint}; the database alone needs no Docker: `montero {command} sqlite`"
+                                    ) from exc
+        warn("Docker is not reachable: working on the SQLite file only; "
+             "a restore goes on only if no process has the database open")
+        return NoStack()
+
+
+def refuse_sqlite_on_postgres(state: State, what: str, command: str) -> None:
+    """A stack started on PostgreSQL (profile postgres) keeps its data there: backing up or
+    restoring ./data's SQLite file (WHAT all or sqlite) would handle a stale file and look like success."""
+    if what not in ("all", "sqlite"):
+        return
+    from montero_ops.errors import DockerUnavailable, UsageError
+    from montero_ops.services.stack import POSTGRES_PROFILE, current_variant
+
+    try:
+        started = current_variant(state.docker(), state.project())
+    except DockerUnavailable:
+        return  # no engine: nothing runs, the SQLite file is what there is
+    if POSTGRES_PROFILE in started.profiles:
+        raise UsageError(
+            f"this stack runs on PostgreSQL (profile postgres): `montero {command} {what}` "
+            "would handle the SQLite file in ./data, not your data",
+            hint=f"run `montero {command} postgres` (and `montero {command} redis` for Redis)",
+        )
