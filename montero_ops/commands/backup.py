@@ -21,7 +21,7 @@ class What(str, Enum):
     all = "all"
     sqlite = "sqlite"
     redis = "redis"
-    postgres = "postgres"  # profile postgres: montero_ops/services/backup_postgres.py
+    postgres = "postgres"  # profile postgres: montero_ops/services/backups/postgres.py
 
 
 OffsiteOption = Annotated[bool, typer.Option("--offsite", help="Work on the offsite restic repository.")]
@@ -93,7 +93,7 @@ def backup(
         _refuse_sqlite_on_postgres(ctx, what)
     with locked(ctx, "backup"):
         if what is What.postgres:
-            from montero_ops.services import backup_postgres
+            from montero_ops.services.backups import postgres as backup_postgres
 
             path, manifest = backup_postgres.create(project, _backups_dir(ctx, folder), progress=info,
                                                     stack=swarm_stack)
@@ -369,7 +369,7 @@ def _restore(ctx: typer.Context, what: What, ref: str | None, latest: bool, from
             info(f"using {path.name}, the newest backup holding {'+'.join(needs)} "
                  f"(the newest, {newest[-1].id}, holds {'+'.join(newest[-1].manifest.contents if newest[-1].manifest else [])})")
     if what is What.postgres:
-        from montero_ops.services import backup_postgres
+        from montero_ops.services.backups import postgres as backup_postgres
 
         _confirm_or_refuse(yes, f"Restore {path.name}, replacing the PostgreSQL database?",
                            f"restore would replace the PostgreSQL database with backup {path.name}; pass --yes")
