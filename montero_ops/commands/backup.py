@@ -373,7 +373,8 @@ def _restore(ctx: typer.Context, what: What, ref: str | None, latest: bool, from
 
         _confirm_or_refuse(yes, f"Restore {path.name}, replacing the PostgreSQL database?",
                            f"restore would replace the PostgreSQL database with backup {path.name}; pass --yes")
-        safety = backup_postgres.restore(project, path, root, progress=info, stack=swarm_stack)
+        safety = backup_postgres.restore(project, path, root, progress=info, stack=swarm_stack,
+                                        docker=None if swarm_stack else get_state(ctx).docker(check=False))
         if json:
             print_json({"backup": path.name, "restored": ["postgres"], "safety_backup": safety.name})
             return

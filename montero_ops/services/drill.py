@@ -30,12 +30,15 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from montero_ops.errors import CommandFailed, MonteroError, UsageError
 from montero_ops.project import Project
 from montero_ops.services.backups import sqlite_db
 from montero_ops.services.backups.manifest import Manifest, read_manifest
+
+if TYPE_CHECKING:
+    from montero_ops.dockerapi import DockerAPI
 
 Progress = Callable[[str], None]
 DRILLS = ".drills"
@@ -159,9 +162,9 @@ def _persistent_keys(keyspace: dict[str, str]) -> int:
 
 
 def run_drill(project: Project, folder: Path, source: str, backups_dir: Path,
-              progress: Progress = lambda _m: None, t0: float | None = None) -> DrillResult:
-    """Drill one verified local backup folder (offsite: already fetched, t0 = when fetching began)."""
-    from montero_ops.dockerapi import DockerAPI
+              progress: Progress = lambda _m: None, t0: float | None = None, *, docker: DockerAPI) -> DrillResult:
+    """Drill one verified local backup folder (offsite: already fetched, t0 = when fetching began).
+    DOCKER (the State's) waits for the throwaway stack's health."""
     from montero_ops.services.backups import verify_backup
     from montero_ops.services.backups.redis_data import RESTORE_SCRIPT
     from montero_ops.services.backups.restore import migrations
@@ -213,7 +216,7 @@ def run_drill(project: Project, folder: Path, source: str, backups_dir: Path,
         expected = sqlite_db.table_checksums(target)
         t_up = time.monotonic()
         stack.compose("up", "-d", "--no-build", "app", "redis")
-        wait_healthy(DockerAPI(), stack.name, HEALTH_TIMEOUT)
+        wait_healthy(docker, stack.name, HEALTH_TIMEOUT)
         result.healthy_seconds = round(time.monotonic() - t_up, 2)
         result.recovery_seconds = round(result.restore_seconds + result.healthy_seconds, 2)
         progress(f"drill: healthy after {result.healthy_seconds:.1f} s (recovery time {result.recovery_seconds:.1f} s)")
