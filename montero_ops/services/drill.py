@@ -36,6 +36,7 @@ from montero_ops.errors import CommandFailed, MonteroError, UsageError
 from montero_ops.project import Project
 from montero_ops.services.backups import sqlite_db
 from montero_ops.services.backups.manifest import Manifest, read_manifest
+from montero_ops.services.wait import wait_until
 
 if TYPE_CHECKING:
     from montero_ops.dockerapi import DockerAPI
@@ -277,12 +278,15 @@ def _checks(result: DrillResult, stack: Throwaway, manifest: Manifest, db: Path,
                  f"revision {revision} (head {', '.join(heads) or '?'})")
     # Healthy containers, but the app's first Redis ping may still time out on a loaded host
     # ("degraded", in-memory rate limits): give it a few seconds to say "ok" before failing.
-    deadline = time.monotonic() + HEALTH_SETTLE
-    while True:
-        status, body = _http(base + "/health")
-        if (status == 200 and (body or {}).get("status") == "ok") or time.monotonic() >= deadline:
-            break
-        time.sleep(1)
+    last: list[tuple[int, Any]] = []
+
+    def settled() -> bool | None:
+        last[:] = [_http(base + "/health")]
+        status, body = last[0]
+        return True if status == 200 and (body or {}).get("status") == "ok" else None
+
+    wait_until(settled, HEALTH_SETTLE, 1.0)
+    status, body = last[0]
     redis_ok = "redis" not in manifest.contents or (body or {}).get("redis", {}).get("status") == "ok"
     result.check("health", status == 200 and (body or {}).get("status") == "ok" and redis_ok,
                  f"/health {status} {(body or {}).get('status')}")
