@@ -17,6 +17,20 @@ if TYPE_CHECKING:
 _consoles: dict[bool, Console] = {}
 
 
+def size(n: float | None, sep: str = " ") -> str:
+    """A byte count in binary units, the one formatter of sizes montero computes itself:
+    "512 B", "1.5 KiB" … "2.0 TiB"; "-" when unknown. (Docker's own SI strings, e.g.
+    `system df`'s "1.2GB", are shown as docker prints them.)"""
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f}{sep}B" if unit == "B" else f"{value:.1f}{sep}{unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
 def console(stderr: bool = False) -> Console:
     # Not cached across stream swaps (CliRunner replaces sys.stdout/sys.stderr per call).
     from rich.console import Console

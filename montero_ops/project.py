@@ -112,8 +112,7 @@ def configured_app_image(project: Project) -> str:
     """The tag compose starts the app from: MONTERO_APP_IMAGE (environment, then .env), else the project default."""
     configured = os.environ.get("MONTERO_APP_IMAGE")
     if not configured and project.env_file.is_file():
-        for line in project.env_file.read_text(encoding="utf-8", errors="replace").splitlines():
-            key, sep, value = line.strip().removeprefix("export ").partition("=")
-            if sep and key.strip() == "MONTERO_APP_IMAGE":
-                configured = value.strip().strip("'\"")
+        from montero_ops.services.envfile import parse_env  # the CLI's one .env parser
+
+        configured = parse_env(project.env_file.read_text(encoding="utf-8", errors="replace")).get("MONTERO_APP_IMAGE")
     return configured or default_app_image(project.name)

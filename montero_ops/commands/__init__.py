@@ -13,34 +13,6 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-# Order here is the order in `montero --help`.
-MODULES = [
-    "lifecycle",
-    "status",
-    "logs",
-    "exec",
-    "migrate",
-    "env",
-    "config",
-    "dev",
-    "inspect",
-    "prune",
-    "backup",
-    "setup",
-    "version",
-    "tls",
-    "scan",
-    "deploy",
-    "releases",
-    "update",
-    "swarm",
-    "doctor",
-    "stats",
-    "schedule",
-    "replication",
-]
-
-
 # Top-level command -> module, in the order of `montero --help`.
 COMMANDS: dict[str, str] = {
     "build": "lifecycle", "up": "lifecycle", "down": "lifecycle", "start": "lifecycle",
@@ -72,4 +44,5 @@ COMMANDS: dict[str, str] = {
 
 
 def load() -> list[ModuleType]:
-    return [importlib.import_module(f"montero_ops.commands.{name}") for name in MODULES]
+    """Every command module once, in the order of `montero --help` (the modules are COMMANDS' values)."""
+    return [importlib.import_module(f"montero_ops.commands.{name}") for name in dict.fromkeys(COMMANDS.values())]

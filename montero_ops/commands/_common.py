@@ -6,11 +6,16 @@ import contextlib
 import shlex
 import sys
 from collections.abc import Iterator
-from typing import Any, NoReturn
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
 from montero_ops.errors import ExitCode, UsageError
+
+if TYPE_CHECKING:
+    from montero_ops.services.stack import FailureReport
+    from montero_ops.state import State
 
 
 def interactive() -> bool:
@@ -74,3 +79,37 @@ def report_interrupted_restore(project: Any) -> None:
     err = console(stderr=True)
     for line in [*found.lines, f"fix: {found.fix}"]:
         err.print(f"[yellow]![/yellow] {escape(line)}", soft_wrap=True)
+
+
+def print_failure(report: FailureReport) -> None:
+    """The failing service's last log lines and health probes, on stderr."""
+    from rich.markup import escape
+
+    from montero_ops.output import console
+
+    err = console(stderr=True)
+    err.print(f"[bold]Last {len(report.logs)} log lines of {escape(report.service)}:[/bold]")
+    for line in report.logs or ["(no output)"]:
+        err.print(f"  {escape(line)}", soft_wrap=True)
+    if report.probes:
+        err.print(f"[bold]Health probes of {escape(report.container)}:[/bold]")
+        for probe in report.probes:
+            err.print(f"  {escape(probe)}", soft_wrap=True)
+
+
+def start_and_wait(state: State, project_profiles: list[str], build: bool, scales: dict[str, int],
+                   wait: bool, timeout: int, extra_files: tuple[Path, ...] = ()) -> None:
+    """`up` and `dev`: services/up.py starts and waits; this prints the evidence and the outcome."""
+    from montero_ops.output import info, spinner, success
+    from montero_ops.services import up
+
+    started = up.start_and_wait(state, project_profiles, build, scales, wait, timeout, extra_files,
+                                on_failure=print_failure, waiting=spinner)
+    if started.states is None:
+        success("stack started (not waiting for health)")
+        return
+    success(f"stack is up: {len(started.states)} containers, {started.healthy} healthy")
+    if started.verdict is not None and started.verdict.note:
+        info(started.verdict.note)
+    if started.address:
+        info(f"open {started.address}")

@@ -21,7 +21,7 @@ class What(str, Enum):
     all = "all"
     sqlite = "sqlite"
     redis = "redis"
-    postgres = "postgres"  # profile postgres: montero_ops/services/backup_postgres.py
+    postgres = "postgres"  # profile postgres: montero_ops/services/backups/postgres.py
 
 
 OffsiteOption = Annotated[bool, typer.Option("--offsite", help="Work on the offsite restic repository.")]
@@ -35,29 +35,10 @@ def _backups_dir(ctx: typer.Context, folder: Path | None) -> Path:
 
 
 def _stack(ctx: typer.Context, what: str) -> Stack:
-    """The compose stack; without Docker a SQLite-only operation still works on the files."""
-    from montero_ops.errors import DockerUnavailable
     from montero_ops.output import warn
-    from montero_ops.services.backups.stack import ComposeStack, NoStack
+    from montero_ops.services.backups.stack import open_stack
 
-    state = get_state(ctx)
-    try:
-        docker = state.docker(check=False)
-        docker.ping()
-        from montero_ops.services.stack import current_variant
-
-        # As started: a replicate service (Litestream holds the database) is stopped and started too.
-        project = current_variant(docker, state.project())
-        return ComposeStack(project, state.client(project), docker=docker)
-    except DockerUnavailable as exc:
-        if what != "sqlite":
-            # Redis lives in a Docker volume: say what is needed, and what works without it.
-            raise DockerUnavailable(f"{exc.message} (Redis data is in a Docker volume)",
-                                    hint=f"{exc.hint}; the database alone needs no Docker: `montero {ctx.info_name} sqlite`"
-                                    ) from exc
-        warn("Docker is not reachable: working on the SQLite file only; "
-             "a restore goes on only if no process has the database open")
-        return NoStack()
+    return open_stack(get_state(ctx), what, ctx.info_name or "backup", warn)
 
 
 SwarmStackOption = Annotated[str | None, typer.Option(
@@ -71,25 +52,9 @@ def _swarm_postgres_only(what: What, stack: str | None) -> None:
 
 
 def _refuse_sqlite_on_postgres(ctx: typer.Context, what: What) -> None:
-    """A stack started on PostgreSQL (profile postgres) keeps its data there: backing up or
-    restoring ./data's SQLite file would handle a stale file and look like success."""
-    if what not in (What.all, What.sqlite):
-        return
-    from montero_ops.errors import DockerUnavailable
-    from montero_ops.services.stack import POSTGRES_PROFILE, current_variant
+    from montero_ops.services.backups.stack import refuse_sqlite_on_postgres
 
-    state = get_state(ctx)
-    try:
-        started = current_variant(state.docker(), state.project())
-    except DockerUnavailable:
-        return  # no engine: nothing runs, the SQLite file is what there is
-    if POSTGRES_PROFILE in started.profiles:
-        command = ctx.info_name or "backup"
-        raise UsageError(
-            f"this stack runs on PostgreSQL (profile postgres): `montero {command} {what.value}` "
-            "would handle the SQLite file in ./data, not your data",
-            hint=f"run `montero {command} postgres` (and `montero {command} redis` for Redis)",
-        )
+    refuse_sqlite_on_postgres(get_state(ctx), what.value, ctx.info_name or "backup")
 
 
 def _confirm_or_refuse(yes: bool, question: str, refusal: str) -> None:
@@ -129,7 +94,7 @@ def backup(
     with locked(ctx, "backup"):
         try:
             if what is What.postgres:
-                from montero_ops.services import backup_postgres
+                from montero_ops.services.backups import postgres as backup_postgres
 
                 path, manifest = backup_postgres.create(project, _backups_dir(ctx, folder), progress=info,
                                                         stack=swarm_stack)
@@ -410,11 +375,12 @@ def _restore(ctx: typer.Context, what: What, ref: str | None, latest: bool, from
             info(f"using {path.name}, the newest backup holding {'+'.join(needs)} "
                  f"(the newest, {newest[-1].id}, holds {'+'.join(newest[-1].manifest.contents if newest[-1].manifest else [])})")
     if what is What.postgres:
-        from montero_ops.services import backup_postgres
+        from montero_ops.services.backups import postgres as backup_postgres
 
         _confirm_or_refuse(yes, f"Restore {path.name}, replacing the PostgreSQL database?",
                            f"restore would replace the PostgreSQL database with backup {path.name}; pass --yes")
-        safety = backup_postgres.restore(project, path, root, progress=info, stack=swarm_stack)
+        safety = backup_postgres.restore(project, path, root, progress=info, stack=swarm_stack,
+                                        docker=None if swarm_stack else get_state(ctx).docker(check=False))
         if json:
             print_json({"backup": path.name, "restored": ["postgres"], "safety_backup": safety.name})
             return

@@ -21,7 +21,7 @@ def dev(
 
     Example: montero dev --build
     """
-    from montero_ops.commands.lifecycle import start_and_wait
+    from montero_ops.commands._common import start_and_wait
     from montero_ops.output import info
     from montero_ops.services import logs
     from montero_ops.services.containers import APP_SERVICE

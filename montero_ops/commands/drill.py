@@ -48,10 +48,12 @@ def drill_cmd(
             path = offsite_svc.fetch(cfg, project, None if latest else ref, Path(tmp))
             snap = next((s["snapshot"] for s in reversed(offsite_svc.snapshots(cfg, project.name))
                          if s["backup"] == path.name), "?")
-            result = drill.run_drill(project, path, f"offsite snapshot {snap} ({cfg.shown})", root, info, t0)
+            result = drill.run_drill(project, path, f"offsite snapshot {snap} ({cfg.shown})", root, info, t0,
+                                     docker=get_state(ctx).docker(check=False))
     else:
         path = find_backup(root, None if latest else ref, latest=latest or ref is None, project=project.name)
-        result = drill.run_drill(project, path, "local", root, info, t0)
+        result = drill.run_drill(project, path, "local", root, info, t0,
+                                     docker=get_state(ctx).docker(check=False))
     if json:
         print_json(result.to_dict())
     else:

@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-from montero_ops.commands._common import confirm_or_refuse, locked
+from montero_ops.commands._common import confirm_or_refuse, locked, start_and_wait
 from montero_ops.commands._options import YesOption
-from montero_ops.errors import ExitCode, MonteroError, StackUnhealthy
-from montero_ops.state import State, get_state
-
-if TYPE_CHECKING:
-    from montero_ops.services.stack import FailureReport
+from montero_ops.errors import ExitCode
+from montero_ops.state import get_state
 
 Services = Annotated[list[str] | None, typer.Argument(help="Services (default: all).", show_default=False)]
 DEFAULT_TIMEOUT = 180
-DB_CHECK_SECONDS = 5.0
 
 
 def build(
@@ -35,78 +30,6 @@ def build(
 
     stack.build(get_state(ctx).client(), services or [], no_cache=no_cache)
     success("images built")
-
-
-def _print_failure(report: FailureReport) -> None:
-    from rich.markup import escape
-
-    from montero_ops.output import console
-
-    err = console(stderr=True)
-    err.print(f"[bold]Last {len(report.logs)} log lines of {escape(report.service)}:[/bold]")
-    for line in report.logs or ["(no output)"]:
-        err.print(f"  {escape(line)}", soft_wrap=True)
-    if report.probes:
-        err.print(f"[bold]Health probes of {escape(report.container)}:[/bold]")
-        for probe in report.probes:
-            err.print(f"  {escape(probe)}", soft_wrap=True)
-
-
-def start_and_wait(state: State, project_profiles: list[str], build: bool, scales: dict[str, int],
-                   wait: bool, timeout: int, extra_files: tuple[Path, ...] = ()) -> None:
-    """`up -d`, then wait for health; on failure print the evidence and raise (exit 1)."""
-    from python_on_whales.exceptions import DockerException
-
-    from montero_ops.output import info, spinner, success
-    from montero_ops.services import stack
-
-    project = stack.with_profiles(state.project(), project_profiles)
-    for path in extra_files:
-        project = project.with_compose_files(path)
-    if stack.REPLICATE_PROFILE in project.profiles:
-        from montero_ops.services.replication import preflight
-
-        preflight(project)  # one red line now, not a replicate container restarting in a loop
-    client = state.client(project)
-    engine = state.docker()
-    stack.prepare_dirs(project)
-    try:
-        stack.up(client, build=build, scales=scales)
-    except DockerException as exc:
-        from montero_ops.errors import docker_error_line
-
-        said = docker_error_line(exc) if exc.stderr else ""  # compose printed its words itself
-        report = stack.first_failure(engine, project.name, said, settle=0 if said else 10)
-        if report:
-            _print_failure(stack.add_evidence(client, engine, report))
-            if not said:
-                # No words from compose: the failing service's own reason is the one line.
-                raise StackUnhealthy(report) from exc
-        raise
-    if not wait:
-        success("stack started (not waiting for health)")
-        return
-    try:
-        with spinner(f"waiting for services to be healthy (up to {timeout}s)"):
-            states = stack.wait_healthy(engine, project.name, timeout)
-    except StackUnhealthy as exc:
-        report = stack.add_evidence(client, engine, exc.report)
-        _print_failure(report)
-        raise StackUnhealthy(report) from exc  # now with the service's own reason
-    healthy = sum(1 for c in states if c.health == "healthy")
-    # Healthy containers on a damaged database are not a healthy stack (issue 22 point 6): the
-    # check that gates backups, bounded in time.
-    verdict = stack.database_verdict(project, DB_CHECK_SECONDS)
-    if verdict is not None and verdict.problem:
-        raise MonteroError(f"the containers are up ({len(states)}, {healthy} healthy), but {verdict.problem}",
-                           hint="keep a copy of the damaged file, then `montero restore sqlite --latest --yes` "
-                                "(docs/backups.md, Recovery)")
-    success(f"stack is up: {len(states)} containers, {healthy} healthy")
-    if verdict is not None and verdict.note:
-        info(verdict.note)
-    url = stack.address(states)
-    if url:
-        info(f"open {url}")
 
 
 def up(

@@ -10,17 +10,9 @@ import typer
 
 from montero_ops.commands._options import JsonOption
 from montero_ops.errors import ExitCode
+from montero_ops.output import size
 from montero_ops.project import Project
 from montero_ops.state import get_state
-
-
-def _human(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"
 
 
 def push_folders(project: Project, folders: list[Path], json: bool) -> list[dict[str, object]]:
@@ -36,8 +28,8 @@ def push_folders(project: Project, folders: list[Path], json: bool) -> list[dict
         print_json([r.to_dict() for r in results])
         return [r.to_dict() for r in results]
     for r in results:
-        success(f"pushed {r.backup} as snapshot {r.snapshot}: sent {_human(r.bytes_added)} of "
-                f"{_human(r.bytes_processed)}" + (" (repository initialised)" if r.created_repository else ""))
+        success(f"pushed {r.backup} as snapshot {r.snapshot}: sent {size(r.bytes_added)} of "
+                f"{size(r.bytes_processed)}" + (" (repository initialised)" if r.created_repository else ""))
     return [r.to_dict() for r in results]
 
 

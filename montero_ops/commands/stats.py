@@ -7,23 +7,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from montero_ops.commands._options import JsonOption
+from montero_ops.output import size
 from montero_ops.state import get_state
 
 if TYPE_CHECKING:
     from rich.table import Table
 
     from montero_ops.services.stats import Snapshot, Traffic
-
-
-def _size(value: int | None) -> str:
-    if value is None:
-        return "-"
-    size = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f}{unit}" if unit == "B" else f"{size:.1f}{unit}"
-        size /= 1024
-    return f"{size:.1f}GiB"
 
 
 def _num(value: float | None, suffix: str = "", digits: int = 1) -> str:
@@ -58,9 +48,9 @@ def render(snapshot: Snapshot) -> Table:
         health = c.health or "-"
         table.add_row(
             c.service, c.name, c.state, f"[{colors.get(health, 'white')}]{health}[/]", str(c.restarts),
-            _num(c.cpu_percent, "%"), f"{_size(c.memory_bytes)} / {_size(c.memory_limit_bytes)}",
-            f"{_size(c.net_rx_bytes)} / {_size(c.net_tx_bytes)}",
-            f"{_size(c.block_read_bytes)} / {_size(c.block_write_bytes)}",
+            _num(c.cpu_percent, "%"), f"{size(c.memory_bytes, sep='')} / {size(c.memory_limit_bytes, sep='')}",
+            f"{size(c.net_rx_bytes, sep='')} / {size(c.net_tx_bytes, sep='')}",
+            f"{size(c.block_read_bytes, sep='')} / {size(c.block_write_bytes, sep='')}",
             *_traffic_cells(c.traffic),
         )
     if snapshot.app is not None:
@@ -72,7 +62,7 @@ def render(snapshot: Snapshot) -> Table:
         else:
             percent = "" if r.memory_percent is None else f" ({r.memory_percent:.1f}%)"
             caption = (
-                f"redis: memory {_size(r.used_memory_bytes)} of {_size(r.maxmemory_bytes) if r.maxmemory_bytes else 'no cap'}"
+                f"redis: memory {size(r.used_memory_bytes, sep='')} of {size(r.maxmemory_bytes, sep='') if r.maxmemory_bytes else 'no cap'}"
                 f"{percent}, evicted keys {r.evicted_keys}, clients {r.connected_clients}"
             )
         table.caption = caption

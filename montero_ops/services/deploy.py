@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from montero_ops.errors import CommandFailed, UsageError
 from montero_ops.project import Project, configured_app_image
 from montero_ops.services import swarm, swarm_objects
 from montero_ops.services.swarm import Placement
+from montero_ops.services.wait import wait_until
 
 if TYPE_CHECKING:
     from python_on_whales import DockerClient
@@ -292,15 +292,15 @@ def wait_converged(client: DockerClient, stack: str, timeout: float, progress: P
     that the swarm rolled back is a failure, reported with the failing task's error and logs.
     CHECK runs at every poll and may raise to stop waiting (a release's probe stream).
     """
-    deadline = time.monotonic() + timeout
-    state: StackState | None = None
-    while True:
+    waiting: list[str] = []
+
+    def converged() -> StackState | None:
         if check:
             check()
         specs = _inspect_services(client, stack)
         all_tasks = swarm.tasks(client, stack, {s["ID"]: s["Spec"]["Name"] for s in specs})
         state = status(client, stack, specs, all_tasks)
-        waiting = []
+        waiting.clear()
         for spec, svc in zip(specs, state.services, strict=True):
             update = spec.get("UpdateStatus") or {}
             started = update.get("StartedAt", "")
@@ -311,12 +311,13 @@ def wait_converged(client: DockerClient, stack: str, timeout: float, progress: P
             on_spec = swarm.running_on_spec(spec, all_tasks)
             if current in ("updating", "rollback_started") or on_spec < svc.desired:
                 waiting.append(f"{svc.name} {on_spec}/{svc.desired} {current or ''}".strip())
-        if not waiting:
-            return state
-        if time.monotonic() >= deadline:
-            raise CommandFailed(f"stack {stack} not converged after {timeout:g}s: {', '.join(waiting)}",
-                                hint=f"`montero doctor --swarm --stack {stack}` names the failing tasks")
-        time.sleep(poll)
+        return None if waiting else state
+
+    done = wait_until(converged, timeout, poll)
+    if done is None:
+        raise CommandFailed(f"stack {stack} not converged after {timeout:g}s: {', '.join(waiting)}",
+                            hint=f"`montero doctor --swarm --stack {stack}` names the failing tasks")
+    return done
 
 
 def _explain(client: DockerClient, svc: ServiceState, all_tasks: list[swarm.Task], since: str,

@@ -30,12 +30,16 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from montero_ops.errors import CommandFailed, MonteroError, UsageError
 from montero_ops.project import Project
 from montero_ops.services.backups import sqlite_db
 from montero_ops.services.backups.manifest import Manifest, read_manifest
+from montero_ops.services.wait import wait_until
+
+if TYPE_CHECKING:
+    from montero_ops.dockerapi import DockerAPI
 
 Progress = Callable[[str], None]
 DRILLS = ".drills"
@@ -159,9 +163,9 @@ def _persistent_keys(keyspace: dict[str, str]) -> int:
 
 
 def run_drill(project: Project, folder: Path, source: str, backups_dir: Path,
-              progress: Progress = lambda _m: None, t0: float | None = None) -> DrillResult:
-    """Drill one verified local backup folder (offsite: already fetched, t0 = when fetching began)."""
-    from montero_ops.dockerapi import DockerAPI
+              progress: Progress = lambda _m: None, t0: float | None = None, *, docker: DockerAPI) -> DrillResult:
+    """Drill one verified local backup folder (offsite: already fetched, t0 = when fetching began).
+    DOCKER (the State's) waits for the throwaway stack's health."""
     from montero_ops.services.backups import verify_backup
     from montero_ops.services.backups.redis_data import RESTORE_SCRIPT
     from montero_ops.services.backups.restore import migrations
@@ -213,7 +217,7 @@ def run_drill(project: Project, folder: Path, source: str, backups_dir: Path,
         expected = sqlite_db.table_checksums(target)
         t_up = time.monotonic()
         stack.compose("up", "-d", "--no-build", "app", "redis")
-        wait_healthy(DockerAPI(), stack.name, HEALTH_TIMEOUT)
+        wait_healthy(docker, stack.name, HEALTH_TIMEOUT)
         result.healthy_seconds = round(time.monotonic() - t_up, 2)
         result.recovery_seconds = round(result.restore_seconds + result.healthy_seconds, 2)
         progress(f"drill: healthy after {result.healthy_seconds:.1f} s (recovery time {result.recovery_seconds:.1f} s)")
@@ -274,12 +278,15 @@ def _checks(result: DrillResult, stack: Throwaway, manifest: Manifest, db: Path,
                  f"revision {revision} (head {', '.join(heads) or '?'})")
     # Healthy containers, but the app's first Redis ping may still time out on a loaded host
     # ("degraded", in-memory rate limits): give it a few seconds to say "ok" before failing.
-    deadline = time.monotonic() + HEALTH_SETTLE
-    while True:
-        status, body = _http(base + "/health")
-        if (status == 200 and (body or {}).get("status") == "ok") or time.monotonic() >= deadline:
-            break
-        time.sleep(1)
+    last: list[tuple[int, Any]] = []
+
+    def settled() -> bool | None:
+        last[:] = [_http(base + "/health")]
+        status, body = last[0]
+        return True if status == 200 and (body or {}).get("status") == "ok" else None
+
+    wait_until(settled, HEALTH_SETTLE, 1.0)
+    status, body = last[0]
     redis_ok = "redis" not in manifest.contents or (body or {}).get("redis", {}).get("status") == "ok"
     result.check("health", status == 200 and (body or {}).get("status") == "ok" and redis_ok,
                  f"/health {status} {(body or {}).get('status')}")

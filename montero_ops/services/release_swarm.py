@@ -117,7 +117,9 @@ def adopt_running(history: rel.History, client: DockerClient, stack: str, config
 
 def _remote(client: DockerClient) -> bool:
     """True when the docker CLI talks to another machine (no probe on 127.0.0.1 then)."""
-    cmd = client.client_config.docker_cmd
+    from montero_ops.services.dockercmd import docker_cmd
+
+    cmd = docker_cmd(client)
     host = os.environ.get("DOCKER_HOST", "")
     return any(flag in cmd for flag in ("--host", "-H", "--context", "-c")) or bool(host and
                                                                                    not host.startswith("unix://"))

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from montero_ops.dockerapi import DockerAPI
 from montero_ops.errors import CommandFailed, StackNotRunning, UsageError
+from montero_ops.services.wait import Readiness, readiness, wait_until
 
 if TYPE_CHECKING:
     from python_on_whales import DockerClient
@@ -60,9 +61,8 @@ def _name(container: dict[str, Any]) -> str:
     return str(names[0]).lstrip("/")
 
 
-def health(engine: DockerAPI, container_id: str) -> str:
+def _health_of(state: dict[str, Any]) -> str:
     """'healthy' | 'unhealthy' | 'starting' | 'none' (no healthcheck) | 'exited' | 'restarting' …"""
-    state = engine.inspect(container_id).get("State", {})
     if state.get("Restarting"):
         return "restarting"
     if not state.get("Running"):
@@ -71,19 +71,31 @@ def health(engine: DockerAPI, container_id: str) -> str:
 
 
 def wait_healthy(engine: DockerAPI, container_id: str, timeout: float, interval: float = 1.0) -> None:
-    deadline = time.monotonic() + timeout
+    """Until the new replica is ready (services/wait.py); a crash loop or a failure ends the wait."""
     status = "starting"
-    while time.monotonic() < deadline:
-        status = health(engine, container_id)
-        if status in ("healthy", "none"):
-            return
-        if status in ("unhealthy", "exited", "dead", "restarting"):
-            break
-        if engine.inspect(container_id).get("RestartCount", 0):
-            status = "crash-looping"
-            break
-        time.sleep(interval)
-    raise CommandFailed(
+
+    def ready() -> bool | None:
+        nonlocal status
+        doc = engine.inspect(container_id)
+        state = doc.get("State", {})
+        status = _health_of(state)
+        engine_state = "running" if state.get("Running") else str(state.get("Status", "exited"))
+        verdict = readiness("restarting" if state.get("Restarting") else engine_state,
+                            (state.get("Health") or {}).get("Status"), state.get("ExitCode"))
+        if verdict is Readiness.READY:
+            return True
+        if verdict is not Readiness.STARTING or status == "restarting":
+            raise _not_healthy(container_id, status)
+        if doc.get("RestartCount", 0):
+            raise _not_healthy(container_id, "crash-looping")
+        return None
+
+    if wait_until(ready, timeout, interval) is None:
+        raise _not_healthy(container_id, status)
+
+
+def _not_healthy(container_id: str, status: str) -> CommandFailed:
+    return CommandFailed(
         f"the new replica {container_id[:12]} is {status}, not healthy: the old replicas keep serving",
         hint="see `montero logs app --tail 50`; nothing was stopped",
     )

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from montero_ops.errors import MonteroError, StackUnhealthy, UsageError
 from montero_ops.project import Project
 from montero_ops.services.status import SERVICE_LABEL, ContainerStatus, container_statuses, health_log
+from montero_ops.services.wait import Readiness, readiness, wait_until
 
 if TYPE_CHECKING:
     from python_on_whales import DockerClient
@@ -176,15 +177,14 @@ _NOISE = re.compile(r"Worker failed to boot|Shutting down: Master|Reason: Worker
 
 
 def _failed(c: ContainerStatus) -> str | None:
-    if c.health == "unhealthy":
-        return "is unhealthy"
-    if c.state in ("exited", "dead") and c.exit_code not in (0, None):
-        return f"exited with code {c.exit_code}"
+    verdict = readiness(c.state, c.health, c.exit_code)
+    if verdict is Readiness.FAILED:
+        return "is unhealthy" if c.health == "unhealthy" else f"exited with code {c.exit_code}"
     return None
 
 
 def _pending(c: ContainerStatus) -> bool:
-    return c.health == "starting" or c.state in ("created", "restarting")
+    return readiness(c.state, c.health, c.exit_code) is Readiness.STARTING and c.state != "paused"
 
 
 def wait_healthy(
@@ -199,11 +199,10 @@ def wait_healthy(
 
     A poll is one Engine API listing (a few ms); every 0.25 s rather than 1 s, `up` returns within a
     quarter second of the last healthcheck passing instead of up to a second later (figure 4)."""
-    clock = clock or _clock
-    sleep = sleep or _sleep
-    deadline = clock() + timeout
     first_restarts: dict[str, int] = {}
-    while True:
+    pending: list[ContainerStatus] = []
+
+    def settled() -> list[ContainerStatus] | None:
         states = container_statuses(engine, project)
         for c in states:
             reason = _failed(c)
@@ -213,13 +212,14 @@ def wait_healthy(
                 reason = f"keeps restarting ({restarted} restarts while waiting)"
             if reason:
                 raise StackUnhealthy(FailureReport(c.service, c.name, reason, c.id))
-        pending = [c for c in states if _pending(c)]
-        if not pending:
-            return states
-        if clock() >= deadline:
-            c = pending[0]
-            raise StackUnhealthy(FailureReport(c.service, c.name, f"is not healthy after {timeout:g}s ({c.condition})", c.id))
-        sleep(poll)
+        pending[:] = [c for c in states if _pending(c)]
+        return None if pending else states
+
+    states = wait_until(settled, timeout, poll, clock or _clock, sleep or _sleep)
+    if states is None:
+        c = pending[0]
+        raise StackUnhealthy(FailureReport(c.service, c.name, f"is not healthy after {timeout:g}s ({c.condition})", c.id))
+    return states
 
 
 def address(states: list[ContainerStatus]) -> str | None:

@@ -9,7 +9,7 @@ import urllib.request
 from typing import Any
 
 from montero_ops.project import find_project
-from montero_ops.services import backup_postgres
+from montero_ops.services.backups import postgres as backup_postgres
 
 ADMIN = ("pg-admin@example.com", "Pg-Admin-pass-123")
 

@@ -282,11 +282,11 @@ def test_stack_start_keeps_scale_and_reports_unhealthy(docker, engine, project: 
     from montero_ops.client import build_client
     from montero_ops.errors import MonteroError
     from montero_ops.project import find_project
-    from montero_ops.services.backups import stack as stack_module
+    from montero_ops.services import wait
     from montero_ops.services.backups.stack import ComposeStack
     from tests.unit.conftest import container
 
-    monkeypatch.setattr(stack_module.time, "sleep", lambda _s: None)
+    monkeypatch.setattr(wait.time, "sleep", lambda _s: None)  # wait_until's sleep
     engine.timeline = [
         [container("app", 1, health="starting"), container("app", 2, health="starting")],
         [container("app", 1, health="healthy"), container("app", 2, health="unhealthy")],

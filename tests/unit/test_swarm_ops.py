@@ -117,11 +117,11 @@ def test_backup_stack_is_postgres_only(project: Path) -> None:
 
 def test_swarm_pg_dump_runs_on_the_stack_network_without_the_password_on_the_line(project: Path) -> None:
     from montero_ops.project import find_project
-    from montero_ops.services import backup_postgres
+    from montero_ops.services.backups import postgres as backup_postgres
 
     (project / ".env").write_text("SECRET_KEY=abc\nPOSTGRES_PASSWORD=s3cr3t-pw\n")
     image = mock.Mock(returncode=0, stdout="reg:5000/montero-postgres:15@sha256:ab\n")
-    with mock.patch("montero_ops.services.backup_postgres.subprocess.run", return_value=image):
+    with mock.patch("montero_ops.services.backups.postgres.subprocess.run", return_value=image):
         t = backup_postgres.target(find_project(project), stack="st")
     cmd, env = backup_postgres._command(t, ["pg_dump", "-Fc", "-U", "montero", "-d", "montero"], "postgres")
     assert cmd == ["docker", "run", "--rm", "-i", "--log-driver", "none", "--no-healthcheck", "--network",

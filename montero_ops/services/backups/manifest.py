@@ -20,7 +20,6 @@ from montero_ops.errors import UsageError
 
 MANIFEST = "manifest.json"
 FORMAT = 1
-KINDS = ("sqlite", "redis")
 _ID_RE = re.compile(r"^(\d{8}T\d{6}Z)_(.+)_([a-z+]+?)(?:-(\d+))?$")
 REQUIRED_KEYS = ("format", "id", "created_at", "montero_version", "project", "contents", "files")
 

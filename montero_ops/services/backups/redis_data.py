@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Protocol
 
 from montero_ops.errors import CommandFailed
+from montero_ops.services.wait import wait_until
 
 
 class RedisSource(Protocol):
@@ -65,16 +66,20 @@ def bgsave(source: RedisSource, timeout: float = 300.0) -> int:
     answer = source.cli("BGSAVE", "SCHEDULE").strip()
     if "ERR" in answer and "already in progress" not in answer:
         raise CommandFailed(f"redis refused BGSAVE: {answer}")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def saved() -> int | None:
         now = _lastsave(source)
         if now > before:
             return now
         info = _info(source, "persistence")
         if info.get("rdb_last_bgsave_status") == "err" and info.get("rdb_bgsave_in_progress") == "0":
             raise CommandFailed("redis BGSAVE failed (rdb_last_bgsave_status:err); see `montero logs redis`")
-        time.sleep(0.1)
-    raise CommandFailed(f"redis BGSAVE did not finish within {int(timeout)} s")
+        return None
+
+    done = wait_until(saved, timeout, 0.1)
+    if done is None:
+        raise CommandFailed(f"redis BGSAVE did not finish within {int(timeout)} s")
+    return done
 
 
 def snapshot(source: RedisSource, dest: Path) -> dict[str, object]:

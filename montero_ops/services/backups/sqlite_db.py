@@ -26,17 +26,12 @@ SIDECARS = ("-wal", "-shm", "-journal")
 
 
 def read_env_file(path: Path) -> dict[str, str]:
-    """KEY=VALUE lines of a .env file (the subset compose understands that matters here)."""
-    values: dict[str, str] = {}
+    """A .env file as compose reads it ({} when absent): the CLI's one parser, services/envfile.py."""
+    from montero_ops.services.envfile import parse_env
+
     if not path.is_file():
-        return values
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.removeprefix("export ").partition("=")
-        values[key.strip()] = value.strip().strip("'\"")
-    return values
+        return {}
+    return parse_env(path.read_text(encoding="utf-8", errors="replace"))
 
 
 def database_path(project: Project) -> Path:

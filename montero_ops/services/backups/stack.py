@@ -7,7 +7,6 @@ their own object (a local redis-server, or nothing running at all).
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -15,11 +14,15 @@ from montero_ops.errors import CommandFailed, MonteroError
 from montero_ops.project import Project
 from montero_ops.services.backups.redis_data import RESTORE_SCRIPT, RedisSource
 from montero_ops.services.backups.sqlite_db import read_env_file
+from montero_ops.services.wait import Readiness, readiness, wait_until
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from python_on_whales import DockerClient
 
     from montero_ops.dockerapi import DockerAPI
+    from montero_ops.state import State
 
 
 class Stack(Protocol):
@@ -150,27 +153,29 @@ class ComposeStack:
         else:
             self.client.compose.up(services, detach=True, quiet=True)
         engine = self.docker
-        deadline = time.monotonic() + self.health_timeout
-        while True:
-            pending = []
+        pending: list[str] = []
+
+        def ready() -> bool | None:
+            pending.clear()
             for service in services:
                 for c in self._containers(service):
                     state = engine.inspect(c["Id"])["State"]
                     health = (state.get("Health") or {}).get("Status")
+                    verdict = readiness(str(state.get("Status")), health, state.get("ExitCode"))
+                    # A service a backup stopped must run again: an exit, even with code 0, is a failure.
                     if state.get("Status") in ("exited", "dead"):
                         raise MonteroError(f"service '{service}' exited (code {state.get('ExitCode')}) after start",
                                            hint=f"see `montero logs {service}`")
-                    if health == "unhealthy":
+                    if verdict is Readiness.FAILED:
                         raise MonteroError(f"service '{service}' is unhealthy after start",
                                            hint=f"see `montero logs {service}`")
-                    if state.get("Status") != "running" or health not in (None, "healthy"):
+                    if verdict is not Readiness.READY:
                         pending.append(service)
-            if not pending:
-                return
-            if time.monotonic() > deadline:
-                raise MonteroError(f"{', '.join(sorted(set(pending)))} not healthy after {int(self.health_timeout)} s",
-                                   hint="see `montero logs`")
-            time.sleep(1)
+            return None if pending else True
+
+        if wait_until(ready, self.health_timeout, 1.0) is None:
+            raise MonteroError(f"{', '.join(sorted(set(pending)))} not healthy after {int(self.health_timeout)} s",
+                               hint="see `montero logs`")
 
     def config(self) -> dict[str, Any]:
         if self._config is None:
@@ -196,7 +201,9 @@ class ComposeStack:
         file"): python-on-whales' container run captures no stderr to say it with."""
         import subprocess
 
-        cmd = [str(part) for part in self.client.client_config.docker_cmd]
+        from montero_ops.services.dockercmd import docker_cmd
+
+        cmd = docker_cmd(self.client)
         cmd += ["run", "--rm", "--user", "0", "--entrypoint", "sh"]
         for source, target, mode in volumes:
             cmd += ["--volume", f"{source}:{target}:{mode}"]
@@ -262,3 +269,47 @@ class ComposeRedis:
 def scratch_dir(near: Path) -> Path:
     near.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=".partial-", dir=near))
+
+
+def open_stack(state: State, what: str, command: str, warn: Callable[[str], None]) -> Stack:
+    """The compose stack as it was started; without Docker a SQLite-only operation (WHAT "sqlite")
+    still works on the files (NoStack, after a warning), anything else needs Docker (exit 3)."""
+    from montero_ops.errors import DockerUnavailable
+
+    try:
+        docker = state.docker(check=False)
+        docker.ping()
+        from montero_ops.services.stack import current_variant
+
+        # As started: a replicate service (Litestream holds the database) is stopped and started too.
+        project = current_variant(docker, state.project())
+        return ComposeStack(project, state.client(project), docker=docker)
+    except DockerUnavailable as exc:
+        if what != "sqlite":
+            # Redis lives in a Docker volume: say what is needed, and what works without it.
+            raise DockerUnavailable(f"{exc.message} (Redis data is in a Docker volume)",
+                                    hint=f"{exc.hint}; the database alone needs no Docker: `montero {command} sqlite`"
+                                    ) from exc
+        warn("Docker is not reachable: working on the SQLite file only; "
+             "a restore goes on only if no process has the database open")
+        return NoStack()
+
+
+def refuse_sqlite_on_postgres(state: State, what: str, command: str) -> None:
+    """A stack started on PostgreSQL (profile postgres) keeps its data there: backing up or
+    restoring ./data's SQLite file (WHAT all or sqlite) would handle a stale file and look like success."""
+    if what not in ("all", "sqlite"):
+        return
+    from montero_ops.errors import DockerUnavailable, UsageError
+    from montero_ops.services.stack import POSTGRES_PROFILE, current_variant
+
+    try:
+        started = current_variant(state.docker(), state.project())
+    except DockerUnavailable:
+        return  # no engine: nothing runs, the SQLite file is what there is
+    if POSTGRES_PROFILE in started.profiles:
+        raise UsageError(
+            f"this stack runs on PostgreSQL (profile postgres): `montero {command} {what}` "
+            "would handle the SQLite file in ./data, not your data",
+            hint=f"run `montero {command} postgres` (and `montero {command} redis` for Redis)",
+        )

@@ -43,7 +43,6 @@ class Context:
     production: bool = False
     timeout: float = 8.0
     engine: DockerAPI | None = None
-    docker_error: str = ""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
     _key_locks: dict[str, threading.Lock] = field(default_factory=dict, repr=False)

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from montero_ops.output import size
 from montero_ops.services.doctor.context import Context, run_cmd
 from montero_ops.services.doctor.finding import Finding, Repair, failed, passed, skipped, warned
 
@@ -17,18 +18,10 @@ RECLAIM_WARN = 2 * GIB
 PRUNE = "docker builder prune -f && docker image prune -f   # more: montero prune --all"
 
 
-def human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{n:.0f} B"
-        n /= 1024
-    return f"{n:.1f} TiB"
-
-
 def judge(check_id: str, where: str, path: Path, fix: str) -> Finding:
     usage = shutil.disk_usage(path)
     pct = 100.0 * usage.free / usage.total if usage.total else 0.0
-    text = f"{where} ({path}): {human(usage.free)} free of {human(usage.total)} ({pct:.0f}%)"
+    text = f"{where} ({path}): {size(usage.free)} free of {size(usage.total)} ({pct:.0f}%)"
     if usage.free < FAIL_FREE or pct < FAIL_PCT:
         return failed(check_id, text, fix)
     if usage.free < WARN_FREE or pct < WARN_PCT:
@@ -90,8 +83,8 @@ def check_disk(ctx: Context) -> list[Finding]:
         return findings
     parts = reclaimable(ctx.engine.system_df())
     total = sum(parts.values())
-    shown = ", ".join(f"{k} {human(v)}" for k, v in parts.items() if v)
-    text = f"{human(total)} reclaimable by pruning" + (f" ({shown})" if shown else "")
+    shown = ", ".join(f"{k} {size(v)}" for k, v in parts.items() if v)
+    text = f"{size(total)} reclaimable by pruning" + (f" ({shown})" if shown else "")
     low_disk = any(f.status.value != "pass" for f in findings if f.id == "disk.docker")
     if total >= RECLAIM_WARN or (low_disk and total > 0):
         repair = _prune_cache_repair(ctx) if parts["build cache"] else None

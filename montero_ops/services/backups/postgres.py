@@ -21,15 +21,18 @@ import json
 import secrets
 import shutil
 import subprocess
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from montero_ops import __version__
 from montero_ops.errors import CommandFailed, UsageError
 from montero_ops.project import Project
+from montero_ops.services.wait import wait_until
+
+if TYPE_CHECKING:
+    from montero_ops.dockerapi import DockerAPI
 
 DUMP_NAME, META_NAME = "postgres.dump", "postgres.json"
 Progress = Callable[[str], None]
@@ -182,8 +185,9 @@ def verify(project: Project, folder: Path, stack: str | None = None) -> dict[str
 
 
 def restore(project: Project, folder: Path, backups_dir: Path, progress: Progress = lambda _m: None,
-            timeout: float = 180, stack: str | None = None) -> Path:
-    """Returns the safety backup's folder. The live database is swapped atomically."""
+            timeout: float = 180, stack: str | None = None, docker: DockerAPI | None = None) -> Path:
+    """Returns the safety backup's folder. The live database is swapped atomically.
+    DOCKER (the State's) reads the app's health after a compose restart; a swarm needs none."""
     t = target(project, stack)
     progress(f"verifying {folder.name}")
     verify(project, folder, stack)
@@ -192,7 +196,7 @@ def restore(project: Project, folder: Path, backups_dir: Path, progress: Progres
     staged = f"montero_restore_{secrets.token_hex(4)}"
     old = f"{t.database}_before_{secrets.token_hex(4)}"
     progress("stopping the app")
-    start_app = _stop_app(t)
+    start_app = _stop_app(t, docker)
     try:
         _psql(t, f'CREATE DATABASE "{staged}"', "postgres")
         with (folder / DUMP_NAME).open("rb") as fh:
@@ -212,7 +216,7 @@ def restore(project: Project, folder: Path, backups_dir: Path, progress: Progres
     return safety
 
 
-def _stop_app(t: PgTarget) -> Callable[[float], None]:
+def _stop_app(t: PgTarget, engine: DockerAPI | None) -> Callable[[float], None]:
     """Stop the app; returns what starts it again (and waits until it is healthy)."""
     from montero_ops.client import DEFAULT_CLIENT_CALL, compose_base_cmd
 
@@ -225,7 +229,7 @@ def _stop_app(t: PgTarget) -> Callable[[float], None]:
             if started.returncode != 0:
                 raise CommandFailed("the app did not start again: " + (started.stderr.strip().splitlines() or ["?"])[-1],
                                     hint="`montero up --profile postgres`; the database itself is consistent")
-            _wait_app(t.project, timeout)
+            _wait_app(t.project, timeout, engine)
         return start
     # A swarm: scale the app to 0 (its tasks on every node stop), then back to what it was.
     service = f"{t.stack}_app"
@@ -242,23 +246,24 @@ def _stop_app(t: PgTarget) -> Callable[[float], None]:
             raise CommandFailed(f"{service} did not scale back to {replicas}: "
                                 + (scaled.stderr.strip().splitlines() or ["?"])[-1],
                                 hint=f"`docker service scale {service}={replicas}`; the database itself is consistent")
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def back() -> bool | None:
             # Tasks, not `service ls`'s counter: right after the scale that may still show the old 6/6.
             ps = subprocess.run(docker + ["ps", service, "--filter", "desired-state=running", "--format",
                                           "{{.CurrentState}}"], capture_output=True, text=True, check=False)
-            if sum(1 for line in ps.stdout.splitlines() if line.startswith("Running")) == int(replicas):
-                return
-            time.sleep(2)
-        raise CommandFailed(f"{service} is not back at {replicas} healthy replicas after {timeout:g}s",
-                            hint=f"`montero doctor --swarm --stack {t.stack}`; the database itself is consistent")
+            return sum(1 for line in ps.stdout.splitlines() if line.startswith("Running")) == int(replicas) or None
+
+        if wait_until(back, timeout, 2.0) is None:
+                raise CommandFailed(f"{service} is not back at {replicas} healthy replicas after {timeout:g}s",
+                                hint=f"`montero doctor --swarm --stack {t.stack}`; the database itself is consistent")
     return start_swarm
 
 
-def _wait_app(project: Project, timeout: float) -> None:
-    from montero_ops.dockerapi import DockerAPI
+def _wait_app(project: Project, timeout: float, engine: DockerAPI | None) -> None:
     from montero_ops.services.rolling import replicas, wait_healthy
 
-    engine = DockerAPI()
+    if engine is None:
+        from montero_ops.dockerapi import DockerAPI
+
+        engine = DockerAPI()
     for container in replicas(engine, project.name, "app", running_only=False):
         wait_healthy(engine, container["Id"], timeout)
