@@ -8,6 +8,8 @@ crontab); tests/e2e/test_schedule_e2e.py installs into the real one. Jobs really
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -100,6 +102,41 @@ def test_systemd_units_content(project: Path) -> None:
     assert "ExecStart=" in service and service.rstrip().endswith("schedule run backup")
     assert "OnCalendar=*-*-* 03:15:00" in timer and "Persistent=true" in timer
     assert "Unit=montero-shop-backup.service" in timer and "WantedBy=timers.target" in timer
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze (Debian's systemd) is absent")
+def test_systemd_units_pass_systemds_own_verifier(tmp_path: Path) -> None:
+    """systemd does not run as PID 1 here, so the timers cannot be started; systemd's own parser can
+    still judge every unit montero writes (syntax, OnCalendar, ExecStart quoting and executable),
+    for every job, in a project folder whose path has a space and a quote."""
+    root = tmp_path / "my shop's stack"
+    (root / "docker").mkdir(parents=True)
+    (root / "docker" / "compose.yml").write_text("services: {}\n")
+    (root / ".env").write_text("")
+    p = find_project(root)
+    units = tmp_path / "units"
+    units.mkdir()
+    entries = sched.plan(p, {name: sched.When(3, 15) for name in sched.JOBS})
+    assert {e.job for e in entries} == set(sched.JOBS)
+    for entry in entries:
+        for name, text in sched.systemd_units(p, entry).items():
+            (units / name).write_text(text)
+    paths = sorted(str(path) for path in units.iterdir())
+    done = subprocess.run(["systemd-analyze", "verify", "--man=no", *paths], capture_output=True, text=True,
+                          check=False, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert str(units) not in done.stderr, done.stderr  # no warning about any of these files
+    # The calendar spec is one systemd reads as 03:15 every day.
+    timer = next(u for u in paths if u.endswith("-backup.timer"))
+    spec = next(line for line in Path(timer).read_text().splitlines() if line.startswith("OnCalendar="))
+    calendar = subprocess.run(["systemd-analyze", "calendar", spec.removeprefix("OnCalendar=")],
+                              capture_output=True, text=True, check=False, timeout=30)
+    assert calendar.returncode == 0 and "Normalized form: *-*-* 03:15:00" in calendar.stdout, calendar.stdout
+    # A unit with a broken calendar is refused by the same verifier: the check can fail.
+    Path(timer).write_text(Path(timer).read_text().replace(spec, "OnCalendar=*-*-* 25:99:00"))
+    broken = subprocess.run(["systemd-analyze", "verify", "--man=no", timer], capture_output=True, text=True,
+                            check=False, timeout=60)
+    assert broken.returncode != 0
 
 
 def test_failed_run_is_recorded_notified_and_a_doctor_failure(
