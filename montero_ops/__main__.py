@@ -1,3 +1,3 @@
-from montero_ops.cli import main
+from montero_ops import main
 
 main()

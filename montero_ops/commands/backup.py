@@ -170,14 +170,40 @@ def list_cmd(ctx: typer.Context, folder: DirOption = None, offsite: OffsiteOptio
     if not rows:
         typer.echo("no backups", err=True)
         return
+    _print_backups(rows)
+
+
+def _print_backups(rows: list[dict[str, Any]]) -> None:
+    """A borderless Rich table like `ps`, one backup a line, its id first (scripts cut it).
+
+    No header row: stdout starts with the oldest backup's id, and each cell says what it is
+    ("rev …", "drill ok …"). Drawn at its natural width, wider than the terminal if need be:
+    ids and drill notes are never wrapped or cut."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from montero_ops.output import console, size
+
+    table = Table(box=None, pad_edge=False, show_header=False)
+    table.add_column("ID", no_wrap=True)
+    table.add_column("SIZE", justify="right", no_wrap=True)
+    table.add_column("REVISION", no_wrap=True)
+    table.add_column("NOTES", no_wrap=True)
     for row in rows:
-        size = f"{row['size'] / 1024 / 1024:.1f} MB" if row["size"] is not None else "?"
-        extra = f"  ! {row['problem']}" if row["problem"] else ("  (safety)" if row["label"] == "safety" else "")
+        notes = f"! {row['problem']}" if row["problem"] else ("(safety)" if row["label"] == "safety" else "")
         if row["drill"]:
             d = row["drill"]
-            extra += f"  drill {'ok' if d['ok'] else 'FAILED'} {d['at'][:10]}" + (
+            notes += (" " if notes else "") + f"drill {'ok' if d['ok'] else 'FAILED'} {d['at'][:10]}" + (
                 f" ({d['recovery_seconds']:.0f} s)" if d["ok"] and d["recovery_seconds"] is not None else "")
-        typer.echo(f"{row['id']:55} {size:>10}  rev {row['revision'] or '-'}{extra}")
+        cells = (row["id"], size(row["size"]) if row["size"] is not None else "?", f"rev {row['revision'] or '-'}", notes)
+        table.add_row(*(Text(cell) for cell in cells))  # Text: a problem's "[…]" is not markup
+    out = console()
+    needed = out.measure(table, options=out.options.update_width(100_000)).maximum
+    if needed > out.width:  # print() clamps its width to the console's: draw on a wider one
+        from rich.console import Console
+
+        out = Console(file=out.file, width=needed, highlight=False, soft_wrap=False)
+    out.print(table, crop=False)
 
 
 def _drill_summary(record: dict[str, Any] | None) -> dict[str, Any] | None:

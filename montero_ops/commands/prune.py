@@ -25,8 +25,8 @@ def prune(
 
     Example: montero prune --all --yes
     """
-    from montero_ops.output import console, print_json, success
-    from montero_ops.services.prune import disk_usage, human
+    from montero_ops.output import console, print_json, size, success
+    from montero_ops.services.prune import disk_usage
     from montero_ops.services.prune import prune as run_prune
 
     client = get_state(ctx).client()
@@ -40,7 +40,7 @@ def prune(
         for column in ("TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"):
             table.add_column(column)
         for u in usage:
-            table.add_row(u.kind, str(u.total), str(u.active), human(u.size), human(u.reclaimable))
+            table.add_row(u.kind, str(u.total), str(u.active), size(u.size), size(u.reclaimable))
         console(stderr=True).print(table)
     what = "prune stopped containers, unused networks, " + ("all unused" if all else "dangling") + " images, build cache"
     what += " and unused volumes" if volumes else ""

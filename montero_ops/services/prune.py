@@ -34,12 +34,3 @@ def disk_usage(client: DockerClient) -> list[Usage]:
 def prune(client: DockerClient, all: bool = False, volumes: bool = False) -> None:
     """`docker system prune --force [--all] [--volumes]`; python-on-whales always forces, so confirm first."""
     client.system.prune(all=all, volumes=volumes)
-
-
-def human(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000:
-            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
-        value /= 1000
-    return f"{value:.1f}TB"

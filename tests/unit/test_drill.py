@@ -14,6 +14,7 @@ from test_backup_cli import NoEngine
 from test_backup_support import make_db, make_migrations
 from typer.testing import Result
 
+from montero_ops.output import size
 from montero_ops.project import find_project
 from montero_ops.services import drill
 from montero_ops.services.doctor.context import Context
@@ -53,6 +54,23 @@ def test_evidence_is_next_to_the_backup_and_in_backups_list(cli: Callable[..., R
     assert "drill FAILED 2026-12-02" in cli("backups", "list").stdout
     assert drill.last_passed(backups)["started_at"] == "2026-12-01T03:00:00Z"  # type: ignore[index]
     assert len((backups / ".drills" / "history.jsonl").read_text().splitlines()) == 2
+
+
+def test_backups_list_is_one_uncut_line_per_backup_at_any_width(cli: Callable[..., Result], project: Path,
+                                                                 backup: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A borderless table like `ps`: id first, then the size in binary units, revision and notes;
+    narrower than a row, Rich must neither wrap nor cut the id or the drill note."""
+    drill.record(project / "backups", result(backup, True, datetime(2026, 12, 1, 3, 0, tzinfo=UTC)))
+    [listed] = json.loads(cli("backups", "list", "--json").stdout)
+    for width in ("200", "30"):
+        monkeypatch.setenv("COLUMNS", width)
+        monkeypatch.setenv("TERMINAL_WIDTH", width)
+        [line] = cli("backups", "list").stdout.splitlines()
+        cells = line.split()
+        assert cells[0] == backup
+        assert " ".join(cells[1:3]) == size(listed["size"]) and cells[2].endswith("iB")
+        assert line.endswith(f"rev {listed['revision']}  drill ok 2026-12-01 (12 s)")
+        assert "…" not in line
 
 
 def test_pruning_a_backup_forgets_its_drill_but_the_history_counts(cli: Callable[..., Result], project: Path,

@@ -20,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from montero_ops.output import size
 from montero_ops.project import Project
 from montero_ops.services.backups.manifest import partial_backups, sha256_file, utc_now
 from montero_ops.services.lock import holder, state_dir
@@ -206,14 +207,14 @@ def _leftovers(journal: Journal) -> list[tuple[Path, str]]:
         db = Path(journal.db_path)
         for stale in sorted(db.parent.glob(f".{db.name}.restore-*")):
             with contextlib.suppress(OSError):
-                found.append((stale, f"{stale.name} ({stale.stat().st_size / 1024 / 1024:.1f} MB)"))
+                found.append((stale, f"{stale.name} ({size(stale.stat().st_size)})"))
     try:
         since = datetime.fromisoformat(journal.started_at).timestamp() - 1
     except ValueError:
         return found
     for partial in partial_backups(Path(journal.backups_dir)):
         if partial.mtime >= since:
-            found.append((partial.path, f"{partial.path.name} (unfinished safety backup, {partial.size / 1024 / 1024:.1f} MB)"))
+            found.append((partial.path, f"{partial.path.name} (unfinished safety backup, {size(partial.size)})"))
     return found
 
 
