@@ -295,8 +295,12 @@ def test_ctrl_c_while_a_real_restore_starts_the_stack_says_what_it_left_and_exit
     assert api(f"{stack.url('')}/api/clients", "POST", {"name": "After Ctrl-C", "nit": "700000002"}, stack.token)[0] == 201
     db = stack.root / "data" / "mi_sistema.db"
     current = sqlite_db.table_checksums(db)
-    proc = subprocess.Popen([sys.executable, "-m", "montero_ops", "--project-dir", str(stack.root), "restore", "sqlite",
-                             manifest["id"], "--yes"], cwd=stack.root, env={**stack.env, "COLUMNS": "400"},
+    # As at a terminal, SIGINT starts with its default action: under a background job (`cmd &` in a
+    # script, nohup) it arrives ignored, and montero and compose would keep ignoring it.
+    as_at_a_terminal = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                        "os.execv(sys.executable, [sys.executable, '-m', 'montero_ops', *sys.argv[1:]])")
+    proc = subprocess.Popen([sys.executable, "-c", as_at_a_terminal, "--project-dir", str(stack.root), "restore",
+                             "sqlite", manifest["id"], "--yes"], cwd=stack.root, env={**stack.env, "COLUMNS": "400"},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         wait_for("the journal at step 'starting'", lambda: (journal(stack) or {}).get("step") == "starting", proc)

@@ -29,6 +29,9 @@ import os, signal, sys, time
 from montero_ops.services.backups import create, journal
 
 action, at, occurrence = sys.argv[1], sys.argv[2], int(sys.argv[3])
+# A terminal's Ctrl-C: started from a background job (`cmd &` in a script), SIGINT arrives
+# ignored and Python keeps it so; the user at a terminal always has the default handler.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 seen = {}
 
 def fault(name):
