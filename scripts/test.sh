@@ -7,7 +7,8 @@
 #
 # With no arguments (the whole suite) the three-node cluster tests (marker `cluster`, about 9
 # minutes, mostly waiting on their own dockerds) and the other long modules (marker `lane2`: the
-# releases e2e, about 8 minutes) run in a second pytest process beside everything else, with their
+# releases and update e2e, about 10 minutes, and the backup, replication and monitoring e2e, about
+# 8 more) run in a second pytest process beside everything else, with their
 # own app image tag, so the suite stays under CI's 30 minutes. Their output is printed after the
 # main run's; the exit code is the first non-zero of the two.
 set -euo pipefail

@@ -17,7 +17,7 @@ import pytest
 
 from montero_ops.services.backups import sqlite_db
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.lane2]  # ~4 min: beside the cluster tests (scripts/test.sh)
 
 
 def api(url: str, method: str = "GET", body: dict[str, Any] | None = None, token: str | None = None) -> tuple[int, Any]:

@@ -17,8 +17,11 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
+import pytest
 from conftest import free_port_block
 from dotenv import dotenv_values
+
+pytestmark = pytest.mark.lane2  # ~3 min: beside the cluster tests (scripts/test.sh)
 
 REPLICAS = 3
 

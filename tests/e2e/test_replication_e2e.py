@@ -35,7 +35,8 @@ import pytest
 from conftest import APP_IMAGE, StackProject, _port_free
 from seaweed import SeaweedS3, require_weed
 
-pytestmark = pytest.mark.skipif(shutil.which("restic") is None, reason="restic is not installed (scripts/setup.sh)")
+pytestmark = [pytest.mark.skipif(shutil.which("restic") is None, reason="restic is not installed (scripts/setup.sh)"),
+              pytest.mark.lane2]  # ~3 min: beside the cluster tests (scripts/test.sh)
 TAG = APP_IMAGE.rsplit(":", 1)[-1]
 PASSWORD = "e2e-" + secrets.token_hex(8)
 
