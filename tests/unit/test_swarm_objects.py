@@ -92,7 +92,9 @@ def test_a_missing_or_weak_key_is_refused_before_anything_changes(project: Path,
         calls.append([str(c) for c in cmd])
         if "info" in calls[-1]:
             return "active true"
-        return "n1" if calls[-1][1:4] == ["node", "ls", "-q"] else "[]"
+        if calls[-1][1:4] == ["node", "list", "--quiet"]:
+            return "n1"
+        return '[{"ID": "n1"}]' if calls[-1][1:3] == ["node", "inspect"] else "[]"
 
     with mock.patch(UTILS_RUN, side_effect=run), mock.patch(STACK_RUN, return_value="") as stack_run, \
             mock.patch("montero_ops.state.State.client", lambda self, project=None, check=True: _client(project, self)):
