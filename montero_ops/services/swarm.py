@@ -164,6 +164,27 @@ def service_names(client: DockerClient, stack: str) -> dict[str, str]:
     return {str(s.id): s.spec.name for s in listed if s.spec and s.spec.name}
 
 
+@dataclass(frozen=True)
+class EngineSwarm:
+    """This engine's place in a swarm, from `client.system.info().swarm` (a typed model)."""
+
+    state: str  # inactive | pending | active | error | locked ("" when the engine does not say)
+    manager: bool  # ControlAvailable: a manager that can answer swarm queries
+    node_id: str
+
+
+def engine_swarm(client: DockerClient) -> EngineSwarm:
+    found = client.system.info().swarm
+    if found is None:
+        return EngineSwarm("", False, "")
+    return EngineSwarm(found.local_node_state or "", bool(found.control_available), found.node_id or "")
+
+
+def stack_service_names(client: DockerClient, stack: str) -> list[str]:
+    """Names of the services labelled with the stack's namespace (`client.service.list`)."""
+    return sorted(service_names(client, stack).values())
+
+
 def image_without_digest(image: str) -> str:
     return image.split("@", 1)[0]
 

@@ -91,7 +91,7 @@ def test_a_missing_or_weak_key_is_refused_before_anything_changes(project: Path,
     def run(cmd: list[Any], *args: Any, **kwargs: Any) -> str:
         calls.append([str(c) for c in cmd])
         if "info" in calls[-1]:
-            return "active true"
+            return '{"Swarm": {"LocalNodeState": "active", "ControlAvailable": true}}'
         if calls[-1][1:4] == ["node", "list", "--quiet"]:
             return "n1"
         return '[{"ID": "n1"}]' if calls[-1][1:3] == ["node", "inspect"] else "[]"
