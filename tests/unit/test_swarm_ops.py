@@ -90,8 +90,7 @@ def _client() -> Any:
 
 
 def test_logs_of_a_swarm_service(project: Path) -> None:
-    listed = mock.Mock(returncode=0, stdout="st_app\nst_nginx\n", stderr="")
-    with mock.patch("montero_ops.services.logs.subprocess.run", return_value=listed), \
+    with mock.patch(UTILS_RUN, side_effect=fake_docker([])), \
             mock.patch("montero_ops.services.logs.subprocess.call", return_value=0) as call:
         result = CliRunner().invoke(app, ["logs", "--stack", "st", "app", "--tail", "5", "--since", "10m"])
     assert result.exit_code == 0, result.output
@@ -99,8 +98,7 @@ def test_logs_of_a_swarm_service(project: Path) -> None:
 
 
 def test_logs_swarm_refusals(project: Path) -> None:
-    listed = mock.Mock(returncode=0, stdout="st_app\nst_nginx\n", stderr="")
-    with mock.patch("montero_ops.services.logs.subprocess.run", return_value=listed), \
+    with mock.patch(UTILS_RUN, side_effect=fake_docker([])), \
             mock.patch("montero_ops.services.logs.subprocess.call", return_value=0) as call:
         unknown = CliRunner().invoke(app, ["logs", "--stack", "st", "web"])
         follow_all = CliRunner().invoke(app, ["logs", "--stack", "st", "-f"])
