@@ -89,7 +89,7 @@ def fake_docker(calls: list[list[str]], swarm: str = "active true", nodes: list[
         if cmd[1:4] == ["service", "ls", "-q"]:
             return "\n".join(s["ID"] for s in specs)
         if cmd[1:3] == ["service", "inspect"]:
-            return json.dumps([s for s in specs if s["ID"] in cmd[3:]])
+            return json.dumps([s for s in specs if s["ID"] in cmd[3:] or s["Spec"]["Name"] in cmd[3:]])
         if cmd[1:2] == ["inspect"]:
             return json.dumps([t for t in tasks if t["ID"] in cmd[2:]])
         if cmd[1:3] == ["image", "inspect"]:

@@ -118,8 +118,9 @@ def test_swarm_pg_dump_runs_on_the_stack_network_without_the_password_on_the_lin
     from montero_ops.services.backups import postgres as backup_postgres
 
     (project / ".env").write_text("SECRET_KEY=abc\nPOSTGRES_PASSWORD=s3cr3t-pw\n")
-    image = mock.Mock(returncode=0, stdout="reg:5000/montero-postgres:15@sha256:ab\n")
-    with mock.patch("montero_ops.services.backups.postgres.subprocess.run", return_value=image):
+    postgres = {"ID": "pg1", "Spec": {"Name": "st_postgres", "Mode": {"Replicated": {"Replicas": 1}}, "TaskTemplate": {
+        "ContainerSpec": {"Image": "reg:5000/montero-postgres:15@sha256:ab"}}}}
+    with mock.patch(UTILS_RUN, side_effect=fake_docker([], specs=[postgres])):
         t = backup_postgres.target(find_project(project), stack="st")
     cmd, env = backup_postgres._command(t, ["pg_dump", "-Fc", "-U", "montero", "-d", "montero"], "postgres")
     assert cmd == ["docker", "run", "--rm", "-i", "--log-driver", "none", "--no-healthcheck", "--network",

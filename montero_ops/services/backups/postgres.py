@@ -68,16 +68,25 @@ def target(project: Project, stack: str | None = None) -> PgTarget:
 
 
 def _swarm_image(stack: str) -> str:
-    """The image (by digest) the stack's postgres service runs: its pg_dump matches the server."""
-    from montero_ops.client import DEFAULT_CLIENT_CALL
+    """The image (by digest) the stack's postgres service runs: its pg_dump matches the server.
 
-    done = subprocess.run([*DEFAULT_CLIENT_CALL, "service", "inspect", f"{stack}_postgres", "--format",
-                           "{{.Spec.TaskTemplate.ContainerSpec.Image}}"], capture_output=True, text=True, check=False)
-    if done.returncode != 0 or not done.stdout.strip():
+    From the typed model (`client.service.inspect`), on a docker-only client: DOCKER_HOST
+    and --context reach it through the environment, as for every docker command here."""
+    from python_on_whales.exceptions import DockerException
+
+    from montero_ops.client import plain_client
+
+    try:
+        spec = plain_client().service.inspect(f"{stack}_postgres").spec
+    except DockerException:
+        spec = None
+    template = spec.task_template if spec else None
+    image = template.container_spec.image if template and template.container_spec else None
+    if not image or not image.strip():
         raise CommandFailed(f"stack {stack} has no postgres service on this swarm",
                             hint="deploy it with `montero swarm deploy --profile postgres`; point montero at a "
                                  "manager (DOCKER_HOST or --context)")
-    return done.stdout.strip()
+    return image.strip()
 
 
 def _command(t: PgTarget, args: list[str], service: str) -> tuple[list[str], dict[str, str] | None]:
