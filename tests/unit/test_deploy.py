@@ -83,7 +83,8 @@ def fake_docker(calls: list[list[str]], swarm: str = "active true", nodes: list[
         if cmd[1:3] == ["service", "inspect"] and cmd[-2:] == ["--format", "{{.ID}}"]:
             return "\n".join(cmd[3:-2])
         if cmd[1:3] == ["service", "ps"]:
-            return "\n".join(t["ID"] for t in tasks if t["ServiceID"] in cmd[5:])
+            wanted = {s["ID"] for s in specs if s["ID"] in cmd[5:] or s["Spec"]["Name"] in cmd[5:]}
+            return "\n".join(t["ID"] for t in tasks if t["ServiceID"] in wanted)
         if cmd[1:3] == ["node", "inspect"]:
             return json.dumps([n for n in nodes if n["ID"] in cmd[3:]])
         if cmd[1:4] == ["service", "ls", "-q"]:

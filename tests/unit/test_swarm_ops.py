@@ -16,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from montero_ops.cli import app
+from montero_ops.errors import CommandFailed
 from tests.unit import test_deploy
 from tests.unit.test_deploy import SPEC, TASKS, UTILS_RUN, fake_docker, node, task
 
@@ -145,3 +146,26 @@ def test_context_option_reaches_every_docker_process(project: Path, monkeypatch:
     monkeypatch.delenv("DOCKER_CONTEXT", raising=False)
     assert result.exit_code == 0, result.output
     assert seen and set(seen) == {"manager1"}
+
+
+def test_swarm_restore_stops_the_app_and_waits_for_its_replicas_back(project: Path) -> None:
+    """The app's replicas and its running tasks come from the typed service and task models."""
+    from montero_ops.project import find_project
+    from montero_ops.services.backups import postgres as backup_postgres
+
+    t = backup_postgres.PgTarget(find_project(project), "montero", "montero", stack="st")
+    scaled = mock.Mock(returncode=0, stdout="", stderr="")
+    starting = [task("t1", "abc", "montero-app:9@sha256:1"),
+                task("t2", "abc", "montero-app:9@sha256:1", state="starting"),
+                task("t3", "abc", "montero-app:9@sha256:1", state="shutdown", desired="shutdown"),
+                task("t4", "def", "nginx:alpine")]
+    with mock.patch(UTILS_RUN, side_effect=fake_docker([], tasks=starting)), \
+            mock.patch("montero_ops.services.backups.postgres.subprocess.run", return_value=scaled) as run:
+        start = backup_postgres._stop_app(t, None)
+        assert run.call_args.args[0] == ["docker", "service", "scale", "--detach", "st_app=0"]
+        with pytest.raises(CommandFailed, match="st_app is not back at 2 healthy replicas after 0.1s"):
+            start(0.1)  # one of SPEC's 2 replicas runs; the other starts, the third is history
+    assert run.call_args.args[0] == ["docker", "service", "scale", "--detach", "st_app=2"]
+    with mock.patch(UTILS_RUN, side_effect=fake_docker([])), \
+            mock.patch("montero_ops.services.backups.postgres.subprocess.run", return_value=scaled):
+        backup_postgres._stop_app(t, None)(5)  # TASKS: both of st_app's replicas run
