@@ -77,7 +77,10 @@ def _swarm_logs(ctx: typer.Context, stack: str, services: list[str], follow: boo
     require_docker_cli()
     if until:
         raise UsageError("--until does not apply to a swarm service's logs", hint="use --since and --tail")
-    defined = service.stack_services(stack)
+    from montero_ops.client import plain_client
+
+    # docker alone, no compose project: `logs --stack` works outside a project, as before.
+    defined = service.stack_services(plain_client(), stack)
     if not defined:
         raise UsageError(f"no stack named {stack!r} on this swarm", hint="see `montero swarm status --stack NAME`")
     unknown = [s for s in services if s not in defined]

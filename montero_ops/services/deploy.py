@@ -76,13 +76,13 @@ def _docker(client: DockerClient, *args: str) -> str:
 
 
 def require_manager(client: DockerClient) -> None:
-    state = _docker(client, "info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}").split()
-    if not state or state[0] != "active":
+    engine = swarm.engine_swarm(client)
+    if engine.state != "active":
         raise CommandFailed(
             "this Docker engine is not part of a swarm",
             hint="one node: `docker swarm init --advertise-addr <this host's IP>`; more: `docker swarm join …`",
         )
-    if len(state) > 1 and state[1] != "true":
+    if not engine.manager:
         raise CommandFailed("this node is a swarm worker",
                             hint="point montero at a manager: DOCKER_HOST=ssh://manager or --context NAME")
 
@@ -240,12 +240,14 @@ def _update_marks(client: DockerClient, stack: str) -> dict[str, str]:
             for s in _inspect_services(client, stack)}
 
 
-def _desired(spec: dict[str, Any], counts: dict[str, str]) -> int:
+def _desired(spec: dict[str, Any], all_tasks: list[swarm.Task], nodes: dict[str, str]) -> int:
+    """Replicas for a replicated service; for a global one, as `docker service ls` counts
+    it: the known nodes given a task that should run."""
     replicated = (spec["Spec"].get("Mode") or {}).get("Replicated")
     if replicated is not None:
         return int(replicated.get("Replicas", 0))
-    _, _, desired = counts.get(spec["Spec"]["Name"], "0/0").partition("/")
-    return int((desired.split() or ["0"])[0] or 0)
+    name = spec["Spec"]["Name"]
+    return len({t.node_id for t in all_tasks if t.service == name and t.desired == "running" and t.node_id in nodes})
 
 
 def status(client: DockerClient, stack: str, specs: list[dict[str, Any]] | None = None,
@@ -253,11 +255,6 @@ def status(client: DockerClient, stack: str, specs: list[dict[str, Any]] | None 
     specs = _inspect_services(client, stack) if specs is None else specs
     if not specs:
         raise CommandFailed(f"no stack named {stack!r} on this swarm", hint="run `montero swarm deploy` first")
-    counts = {}
-    for line in _docker(client, "service", "ls", "--filter", f"label=com.docker.stack.namespace={stack}",
-                        "--format", "{{.Name}} {{.Replicas}}").splitlines():
-        sid, _, replicas = line.partition(" ")
-        counts[sid] = replicas
     if all_tasks is None:
         all_tasks = swarm.tasks(client, stack, {s["ID"]: s["Spec"]["Name"] for s in specs})
     all_nodes = swarm.nodes(client)
@@ -274,7 +271,7 @@ def status(client: DockerClient, stack: str, specs: list[dict[str, Any]] | None 
                 node = names.get(t.node_id, t.node_id[:12])
                 per_node[node] = per_node.get(node, 0) + 1
         result.services.append(ServiceState(
-            name=name, image=image, desired=_desired(spec, counts), running=sum(per_node.values()),
+            name=name, image=image, desired=_desired(spec, all_tasks, names), running=sum(per_node.values()),
             update_state=update.get("State"), update_message=update.get("Message"),
             tasks_per_node=dict(sorted(per_node.items())),
         ))

@@ -63,7 +63,8 @@ def run(cmd: list[str], capture_stdout: bool = True, capture_stderr: bool = True
 
 
 def docker(client: DockerClient, *args: str) -> str:
-    """`docker ARGS…`, captured (swarm queries and actions without a typed call)."""
+    """`docker ARGS…`, captured: swarm actions without a typed call, and the raw `service inspect`
+    whose fields python-on-whales' ServiceSpec drops (docs/architecture.md)."""
     return run(docker_cmd(client) + list(args))
 
 

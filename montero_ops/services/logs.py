@@ -13,6 +13,10 @@ import re
 import signal
 import subprocess
 import threading
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from python_on_whales import DockerClient
 
 # What docker accepts for --since/--until (its timetypes.GetTimestamp): a Go duration
 # (10m, 1h30m, 1.5h, 300ms), a Unix timestamp (1700000000[.123]), or an RFC 3339-style time
@@ -82,19 +86,22 @@ def service_logs_cmds(
     return [[*DEFAULT_CLIENT_CALL, "service", "logs", *options, f"{stack}_{name}"] for name in services]
 
 
-def stack_services(stack: str) -> list[str]:
-    """Short names of the stack's services, [] when there is no such stack."""
-    from montero_ops.client import DEFAULT_CLIENT_CALL
+def stack_services(client: DockerClient, stack: str) -> list[str]:
+    """Short names of the stack's services, [] when there is no such stack (typed models:
+    `client.service.list`, through the client's DOCKER_HOST / --context)."""
+    from python_on_whales.exceptions import DockerException
 
-    done = subprocess.run([*DEFAULT_CLIENT_CALL, "service", "ls", "--filter", f"label=com.docker.stack.namespace={stack}",
-                           "--format", "{{.Name}}"], capture_output=True, text=True, check=False)
-    if done.returncode != 0:
+    from montero_ops.services import swarm
+
+    try:
+        names = swarm.stack_service_names(client, stack)
+    except DockerException as exc:
         from montero_ops.errors import CommandFailed
 
-        lines = done.stderr.strip().splitlines()
-        raise CommandFailed(f"`docker service ls` failed: {lines[-1] if lines else done.returncode}",
-                            hint="point montero at a swarm manager (DOCKER_HOST or --context)")
-    return sorted(name.removeprefix(f"{stack}_") for name in done.stdout.split())
+        lines = (exc.stderr or "").strip().splitlines()
+        raise CommandFailed(f"`docker service ls` failed: {lines[-1] if lines else exc.return_code}",
+                            hint="point montero at a swarm manager (DOCKER_HOST or --context)") from None
+    return sorted(name.removeprefix(f"{stack}_") for name in names)
 
 
 def show(cmd: list[str]) -> int:

@@ -134,7 +134,7 @@ def probe_target(client: DockerClient, stack: str) -> ProbeTarget | None:
     nginx = specs.get(name)
     if nginx is None:
         return None
-    here = _docker(client, "info", "--format", "{{.Swarm.NodeID}}").strip()
+    here = swarm.engine_swarm(client).node_id
     running = [t for t in swarm.tasks(client, stack, {s["ID"]: n for n, s in specs.items()})
                if t.service == name and t.state == "running" and t.node_id == here]
     if not running:
@@ -371,10 +371,10 @@ def stack_exists(client: DockerClient, stack: str) -> bool:
     from python_on_whales.exceptions import DockerException
 
     try:
-        state = _docker(client, "info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}").split()
-        if state != ["active", "true"]:
+        engine = swarm.engine_swarm(client)
+        if engine.state != "active" or not engine.manager:
             return False
-        names = _docker(client, "service", "ls", "--filter", f"name={stack}_{SERVICE}", "--format", "{{.Name}}")
+        full = f"{stack}_{SERVICE}"
+        return any(s.spec.name == full for s in client.service.list(filters=[("name", full)]) if s.spec)
     except DockerException:
         return False
-    return f"{stack}_{SERVICE}" in names.split()

@@ -1,8 +1,10 @@
 """What a swarm is made of, as its manager sees it: nodes, tasks, placement, failure reasons.
 
-Every question goes through the docker CLI of the client (`docker node/service/inspect`),
-so DOCKER_HOST and --context decide which manager answers: nothing here assumes the
-manager is the local daemon.
+State (nodes, services, tasks) comes from python-on-whales' typed models through the
+project's DockerClient (`client.node.list()`, `client.service.list()`, `client.service.ps()`);
+task logs and a container's health log go through its docker CLI. Either way DOCKER_HOST
+and --context decide which manager answers: nothing here assumes the manager is the local
+daemon.
 
 Placement labels (docs/production.md, "Several hosts"), set with
 `docker node update --label-add KEY=true NODE`:
@@ -19,12 +21,15 @@ import json
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from montero_ops.errors import UsageError
 
 if TYPE_CHECKING:
     from python_on_whales import DockerClient
+    from python_on_whales import Node as NodeModel
+    from python_on_whales import Task as TaskModel
 
 EDGE, REDIS, POSTGRES, SQLITE = "montero.edge", "montero.redis", "montero.postgres", "montero.sqlite"
 NAME_LABEL = "montero.node"  # optional: a readable node name (all nodes may share a hostname)
@@ -84,12 +89,23 @@ def node_from_inspect(raw: dict[str, Any]) -> Node:
     )
 
 
+def node_from_model(found: NodeModel) -> Node:
+    """A python-on-whales Node (`client.node.list()`), read once: its fields are read together,
+    so they come from one `docker node inspect` (python-on-whales caches an inspect for 10 ms)."""
+    spec, desc, status, manager = found.spec, found.description, found.status, found.manager_status
+    labels = dict(spec.labels or {}) if spec else {}
+    node_id = str(found.id)
+    return Node(
+        id=node_id, name=labels.get(NAME_LABEL) or (desc.hostname if desc and desc.hostname else node_id[:12]),
+        role=(spec.role if spec else None) or "?", state=(status.state if status else None) or "unknown",
+        availability=(spec.availability if spec else None) or "?",
+        leader=bool(manager and manager.leader), address=(status.addr if status else None) or "", labels=labels,
+    )
+
+
 def nodes(client: DockerClient) -> list[Node]:
-    ids = docker(client, "node", "ls", "-q").split()
-    if not ids:
-        return []
-    return sorted((node_from_inspect(n) for n in json.loads(docker(client, "node", "inspect", *ids))),
-                  key=lambda n: (n.name, n.id))
+    """The swarm's nodes, from python-on-whales' typed models (`client.node.list()`)."""
+    return sorted((node_from_model(n) for n in client.node.list()), key=lambda n: (n.name, n.id))
 
 
 def task_from_inspect(raw: dict[str, Any], service_names: dict[str, str]) -> Task:
@@ -104,22 +120,69 @@ def task_from_inspect(raw: dict[str, Any], service_names: dict[str, str]) -> Tas
     )
 
 
+def _timestamp(when: datetime | None) -> str:
+    """Docker's RFC 3339 UTC form (microseconds), comparable as text with UpdateStatus.StartedAt."""
+    if when is None:
+        return ""
+    if when.tzinfo is not None:
+        when = when.astimezone(UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def task_from_model(found: TaskModel, service_names: dict[str, str]) -> Task:
+    """A python-on-whales Task (`client.service.ps()`), its fields read together (one inspect)."""
+    spec, status, service_id = found.spec, found.status, found.service_id or ""
+    node_id, slot, desired = found.node_id, found.slot, found.desired_state
+    raw_spec = spec.model_dump(by_alias=True, exclude_none=True) if spec is not None else {}
+    container = (raw_spec.get("ContainerSpec") or {})
+    running = status.container_status if status else None
+    return Task(
+        id=str(found.id), service=service_names.get(service_id, service_id), node_id=node_id or "", slot=slot,
+        state=(status.state if status else None) or "?", desired=desired or "?",
+        error=(status.err if status else None) or "", message=(status.message if status else None) or "",
+        image=container.get("Image", ""), timestamp=_timestamp(status.timestamp if status else None),
+        spec=raw_spec, container=(running.container_id if running else None) or "",
+    )
+
+
 def tasks(client: DockerClient, stack: str, services: dict[str, str] | None = None) -> list[Task]:
-    """Every task the manager keeps for the stack (history included), newest first."""
-    ids = docker(client, "stack", "ps", "-q", "--no-trunc", stack).split()
-    if not ids:
-        return []
+    """Every task the manager keeps for the stack (history included), newest first.
+
+    From python-on-whales' typed models: `client.service.ps(the stack's services)`, which is
+    what `docker stack ps` lists (the tasks of the services in the stack's namespace)."""
     if services is None:
         services = service_names(client, stack)
-    found = [task_from_inspect(t, services) for t in json.loads(docker(client, "inspect", *ids))]
+    if not services:
+        return []
+    found = [task_from_model(t, services) for t in client.service.ps(list(services))]
     return sorted(found, key=lambda t: t.timestamp, reverse=True)
 
 
 def service_names(client: DockerClient, stack: str) -> dict[str, str]:
-    """service id -> name."""
-    lines = docker(client, "service", "ls", "--filter", f"label=com.docker.stack.namespace={stack}",
-                   "--format", "{{.ID}} {{.Name}}").splitlines()
-    return {sid: name for sid, _, name in (line.partition(" ") for line in lines) if name}
+    """service id -> name, the services labelled with the stack's namespace (`client.service.list`)."""
+    listed = client.service.list(filters=[("label", f"com.docker.stack.namespace={stack}")])
+    return {str(s.id): s.spec.name for s in listed if s.spec and s.spec.name}
+
+
+@dataclass(frozen=True)
+class EngineSwarm:
+    """This engine's place in a swarm, from `client.system.info().swarm` (a typed model)."""
+
+    state: str  # inactive | pending | active | error | locked ("" when the engine does not say)
+    manager: bool  # ControlAvailable: a manager that can answer swarm queries
+    node_id: str
+
+
+def engine_swarm(client: DockerClient) -> EngineSwarm:
+    found = client.system.info().swarm
+    if found is None:
+        return EngineSwarm("", False, "")
+    return EngineSwarm(found.local_node_state or "", bool(found.control_available), found.node_id or "")
+
+
+def stack_service_names(client: DockerClient, stack: str) -> list[str]:
+    """Names of the services labelled with the stack's namespace (`client.service.list`)."""
+    return sorted(service_names(client, stack).values())
 
 
 def image_without_digest(image: str) -> str:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -192,10 +191,11 @@ def prune(client: DockerClient, stack: str, services: list[dict[str, Any]],
     from montero_ops.services.dockercmd import docker
 
     removed = []
-    for kind in ("secret", "config"):
-        listed = docker(client, kind, "ls", "--filter", f"label=com.docker.stack.namespace={stack}",
-                        "--format", "{{json .Name}}")
-        names = [json.loads(line) for line in listed.splitlines() if line.strip()]
+    label = f"com.docker.stack.namespace={stack}"
+    listed = {"secret": [s.spec.name for s in client.secret.list(filters=[("label", label)]) if s.spec],
+              "config": [c.spec.name for c in client.config.list(filters={"label": label}) if c.spec]}
+    for kind, found in listed.items():
+        names = [str(name) for name in found if name]
         for name in stale(stack, names, services):
             try:
                 docker(client, kind, "rm", name)

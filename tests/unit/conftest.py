@@ -91,6 +91,28 @@ class DockerCalls:
         return ""
 
 
+@pytest.fixture(autouse=True)
+def _swarm_queries_reach_the_docker_fake(monkeypatch: pytest.MonkeyPatch) -> None:
+    """python-on-whales' typed swarm queries (`client.node.list()`, `client.service.list()`,
+    `client.service.ps()`, `client.system.info()`, secret and config lists, and the inspects behind their models) run their docker command
+    through the same patch point as the commands montero runs itself (services/dockercmd.run),
+    so one fake answers both and the models parse what it returns."""
+    import python_on_whales.components.config.cli_wrapper as config_cli
+    import python_on_whales.components.node.cli_wrapper as node_cli
+    import python_on_whales.components.secret.cli_wrapper as secret_cli
+    import python_on_whales.components.service.cli_wrapper as service_cli
+    import python_on_whales.components.system.cli_wrapper as system_cli
+    import python_on_whales.components.task.cli_wrapper as task_cli
+
+    from montero_ops.services import dockercmd
+
+    def run(cmd: list[Any], *args: Any, **kwargs: Any) -> str:
+        return dockercmd.run([str(part) for part in cmd])
+
+    for module in (node_cli, service_cli, task_cli, system_cli, secret_cli, config_cli):
+        monkeypatch.setattr(module, "run", run)
+
+
 @pytest.fixture
 def docker(monkeypatch: pytest.MonkeyPatch, fake_bin: Path, project: Path) -> DockerCalls:
     import python_on_whales.components.compose.cli_wrapper as compose_cli

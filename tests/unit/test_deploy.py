@@ -72,24 +72,27 @@ def fake_docker(calls: list[list[str]], swarm: str = "active true", nodes: list[
     def run(cmd: list[Any], *args: Any, **kwargs: Any) -> str:
         cmd = [str(c) for c in cmd]
         calls.append(cmd)
-        if cmd[1:3] == ["info", "--format"]:
-            return swarm
-        if cmd[1:4] == ["node", "ls", "-q"]:
+        if cmd[1:3] == ["system", "info"]:
+            state, _, control = swarm.partition(" ")
+            return json.dumps({"Swarm": {"LocalNodeState": state, "ControlAvailable": control == "true"}})
+        # python-on-whales' typed calls (node.list, service.list, service.ps, task/service/node inspect)
+        if cmd[1:4] == ["node", "list", "--quiet"]:
             return "\n".join(n["ID"] for n in nodes)
+        if cmd[1:4] == ["service", "list", "--quiet"]:
+            return "\n".join(s["ID"] for s in specs)
+        if cmd[1:3] == ["service", "inspect"] and cmd[-2:] == ["--format", "{{.ID}}"]:
+            return "\n".join(cmd[3:-2])
+        if cmd[1:3] == ["service", "ps"]:
+            wanted = {s["ID"] for s in specs if s["ID"] in cmd[5:] or s["Spec"]["Name"] in cmd[5:]}
+            return "\n".join(t["ID"] for t in tasks if t["ServiceID"] in wanted)
         if cmd[1:3] == ["node", "inspect"]:
-            return json.dumps(nodes)
+            return json.dumps([n for n in nodes if n["ID"] in cmd[3:]])
         if cmd[1:4] == ["service", "ls", "-q"]:
             return "\n".join(s["ID"] for s in specs)
         if cmd[1:3] == ["service", "inspect"]:
-            return json.dumps(specs)
-        if cmd[1:3] == ["service", "ls"] and "{{.ID}} {{.Name}}" in cmd:
-            return "\n".join(f"{s['ID']} {s['Spec']['Name']}" for s in specs)
-        if cmd[1:3] == ["service", "ls"]:
-            return "st_app 2/2\nst_nginx 1/1"
-        if cmd[1:4] == ["stack", "ps", "-q"]:
-            return "\n".join(t["ID"] for t in tasks)
+            return json.dumps([s for s in specs if s["ID"] in cmd[3:] or s["Spec"]["Name"] in cmd[3:]])
         if cmd[1:2] == ["inspect"]:
-            return json.dumps(tasks)
+            return json.dumps([t for t in tasks if t["ID"] in cmd[2:]])
         if cmd[1:3] == ["image", "inspect"]:
             return json.dumps(["reg.example:5000/montero-app@sha256:feed"])
         return ""

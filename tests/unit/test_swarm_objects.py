@@ -91,8 +91,10 @@ def test_a_missing_or_weak_key_is_refused_before_anything_changes(project: Path,
     def run(cmd: list[Any], *args: Any, **kwargs: Any) -> str:
         calls.append([str(c) for c in cmd])
         if "info" in calls[-1]:
-            return "active true"
-        return "n1" if calls[-1][1:4] == ["node", "ls", "-q"] else "[]"
+            return '{"Swarm": {"LocalNodeState": "active", "ControlAvailable": true}}'
+        if calls[-1][1:4] == ["node", "list", "--quiet"]:
+            return "n1"
+        return '[{"ID": "n1"}]' if calls[-1][1:3] == ["node", "inspect"] else "[]"
 
     with mock.patch(UTILS_RUN, side_effect=run), mock.patch(STACK_RUN, return_value="") as stack_run, \
             mock.patch("montero_ops.state.State.client", lambda self, project=None, check=True: _client(project, self)):
@@ -157,27 +159,31 @@ def test_stale_keeps_what_a_spec_or_its_rollback_uses() -> None:
 def test_prune_removes_the_stale_and_tolerates_one_still_in_use() -> None:
     from python_on_whales.exceptions import DockerException
 
+    from montero_ops.client import plain_client
+
     calls: list[list[str]] = []
+    names = {"s1": "st_secret_key_aaaaaaaaaaaa", "s2": "st_secret_key_dddddddddddd", "c1": "st_nginx_conf_eeeeeeeeeeee"}
 
     def run(cmd: list[Any], *args: Any, **kwargs: Any) -> str:
-        cmd = [str(c) for c in cmd]
+        cmd = ["docker", *(str(c) for c in cmd[1:])]
         calls.append(cmd)
-        if cmd[1:3] == ["secret", "ls"]:
-            return '"st_secret_key_aaaaaaaaaaaa"\n"st_secret_key_dddddddddddd"\n'
-        if cmd[1:3] == ["config", "ls"]:
-            return '"st_nginx_conf_eeeeeeeeeeee"\n'
+        if cmd[1:4] == ["secret", "list", "--quiet"]:
+            return "s1\ns2\n"
+        if cmd[1:4] == ["config", "list", "--quiet"]:
+            return "c1\n"
+        if cmd[2:3] == ["inspect"] and cmd[1] in ("secret", "config"):
+            return json.dumps([{"ID": cmd[3], "Spec": {"Name": names[cmd[3]]}}])
         if cmd[1:3] == ["config", "rm"]:
             raise DockerException(cmd, 1, stderr=b"config is in use by the following service: st_nginx")
         return ""
 
-    client = mock.Mock()
+    client = plain_client()
     services = [_service("st_app", ["st_secret_key_aaaaaaaaaaaa"], [])]
     with mock.patch(UTILS_RUN, side_effect=run), \
             mock.patch("montero_ops.services.dockercmd.docker_cmd", return_value=["docker"]):
         removed = so.prune(client, "st", services)
     assert removed == ["st_secret_key_dddddddddddd"]
-    assert ["docker", "secret", "ls", "--filter", "label=com.docker.stack.namespace=st", "--format",
-            "{{json .Name}}"] in calls
+    assert ["docker", "secret", "list", "--quiet", "--filter", "label=com.docker.stack.namespace=st"] in calls
     assert ["docker", "secret", "rm", "st_secret_key_dddddddddddd"] in calls
     assert ["docker", "secret", "rm", "st_secret_key_aaaaaaaaaaaa"] not in calls
 
@@ -206,7 +212,7 @@ def test_swarm_deploy_passes_the_layer_and_prunes_after(project: Path) -> None:
     assert sorted(v for k, v in seen["files"].items() if k.startswith("st_secret_key_")) == [KEY]
     assert "settings as swarm secrets: MAIL_PASSWORD, REDIS_PASSWORD, SECRET_KEY" in result.output
     assert KEY not in result.output and MAIL not in result.output and REDIS not in result.output
-    ls = [c for c in calls if c[1:3] in (["secret", "ls"], ["config", "ls"])]
+    ls = [c for c in calls if c[1:3] in (["secret", "list"], ["config", "list"])]
     assert len(ls) == 2  # pruned after the deploy converged
 
 

@@ -16,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from montero_ops.cli import app
+from montero_ops.errors import CommandFailed
 from tests.unit import test_deploy
 from tests.unit.test_deploy import SPEC, TASKS, UTILS_RUN, fake_docker, node, task
 
@@ -90,8 +91,7 @@ def _client() -> Any:
 
 
 def test_logs_of_a_swarm_service(project: Path) -> None:
-    listed = mock.Mock(returncode=0, stdout="st_app\nst_nginx\n", stderr="")
-    with mock.patch("montero_ops.services.logs.subprocess.run", return_value=listed), \
+    with mock.patch(UTILS_RUN, side_effect=fake_docker([])), \
             mock.patch("montero_ops.services.logs.subprocess.call", return_value=0) as call:
         result = CliRunner().invoke(app, ["logs", "--stack", "st", "app", "--tail", "5", "--since", "10m"])
     assert result.exit_code == 0, result.output
@@ -99,8 +99,7 @@ def test_logs_of_a_swarm_service(project: Path) -> None:
 
 
 def test_logs_swarm_refusals(project: Path) -> None:
-    listed = mock.Mock(returncode=0, stdout="st_app\nst_nginx\n", stderr="")
-    with mock.patch("montero_ops.services.logs.subprocess.run", return_value=listed), \
+    with mock.patch(UTILS_RUN, side_effect=fake_docker([])), \
             mock.patch("montero_ops.services.logs.subprocess.call", return_value=0) as call:
         unknown = CliRunner().invoke(app, ["logs", "--stack", "st", "web"])
         follow_all = CliRunner().invoke(app, ["logs", "--stack", "st", "-f"])
@@ -120,8 +119,9 @@ def test_swarm_pg_dump_runs_on_the_stack_network_without_the_password_on_the_lin
     from montero_ops.services.backups import postgres as backup_postgres
 
     (project / ".env").write_text("SECRET_KEY=abc\nPOSTGRES_PASSWORD=s3cr3t-pw\n")
-    image = mock.Mock(returncode=0, stdout="reg:5000/montero-postgres:15@sha256:ab\n")
-    with mock.patch("montero_ops.services.backups.postgres.subprocess.run", return_value=image):
+    postgres = {"ID": "pg1", "Spec": {"Name": "st_postgres", "Mode": {"Replicated": {"Replicas": 1}}, "TaskTemplate": {
+        "ContainerSpec": {"Image": "reg:5000/montero-postgres:15@sha256:ab"}}}}
+    with mock.patch(UTILS_RUN, side_effect=fake_docker([], specs=[postgres])):
         t = backup_postgres.target(find_project(project), stack="st")
     cmd, env = backup_postgres._command(t, ["pg_dump", "-Fc", "-U", "montero", "-d", "montero"], "postgres")
     assert cmd == ["docker", "run", "--rm", "-i", "--log-driver", "none", "--no-healthcheck", "--network",
@@ -146,3 +146,26 @@ def test_context_option_reaches_every_docker_process(project: Path, monkeypatch:
     monkeypatch.delenv("DOCKER_CONTEXT", raising=False)
     assert result.exit_code == 0, result.output
     assert seen and set(seen) == {"manager1"}
+
+
+def test_swarm_restore_stops_the_app_and_waits_for_its_replicas_back(project: Path) -> None:
+    """The app's replicas and its running tasks come from the typed service and task models."""
+    from montero_ops.project import find_project
+    from montero_ops.services.backups import postgres as backup_postgres
+
+    t = backup_postgres.PgTarget(find_project(project), "montero", "montero", stack="st")
+    scaled = mock.Mock(returncode=0, stdout="", stderr="")
+    starting = [task("t1", "abc", "montero-app:9@sha256:1"),
+                task("t2", "abc", "montero-app:9@sha256:1", state="starting"),
+                task("t3", "abc", "montero-app:9@sha256:1", state="shutdown", desired="shutdown"),
+                task("t4", "def", "nginx:alpine")]
+    with mock.patch(UTILS_RUN, side_effect=fake_docker([], tasks=starting)), \
+            mock.patch("montero_ops.services.backups.postgres.subprocess.run", return_value=scaled) as run:
+        start = backup_postgres._stop_app(t, None)
+        assert run.call_args.args[0] == ["docker", "service", "scale", "--detach", "st_app=0"]
+        with pytest.raises(CommandFailed, match="st_app is not back at 2 healthy replicas after 0.1s"):
+            start(0.1)  # one of SPEC's 2 replicas runs; the other starts, the third is history
+    assert run.call_args.args[0] == ["docker", "service", "scale", "--detach", "st_app=2"]
+    with mock.patch(UTILS_RUN, side_effect=fake_docker([])), \
+            mock.patch("montero_ops.services.backups.postgres.subprocess.run", return_value=scaled):
+        backup_postgres._stop_app(t, None)(5)  # TASKS: both of st_app's replicas run

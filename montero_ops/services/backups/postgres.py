@@ -32,6 +32,8 @@ from montero_ops.project import Project
 from montero_ops.services.wait import wait_until
 
 if TYPE_CHECKING:
+    from python_on_whales import Task as TaskModel
+
     from montero_ops.dockerapi import DockerAPI
 
 DUMP_NAME, META_NAME = "postgres.dump", "postgres.json"
@@ -68,16 +70,25 @@ def target(project: Project, stack: str | None = None) -> PgTarget:
 
 
 def _swarm_image(stack: str) -> str:
-    """The image (by digest) the stack's postgres service runs: its pg_dump matches the server."""
-    from montero_ops.client import DEFAULT_CLIENT_CALL
+    """The image (by digest) the stack's postgres service runs: its pg_dump matches the server.
 
-    done = subprocess.run([*DEFAULT_CLIENT_CALL, "service", "inspect", f"{stack}_postgres", "--format",
-                           "{{.Spec.TaskTemplate.ContainerSpec.Image}}"], capture_output=True, text=True, check=False)
-    if done.returncode != 0 or not done.stdout.strip():
+    From the typed model (`client.service.inspect`), on a docker-only client: DOCKER_HOST
+    and --context reach it through the environment, as for every docker command here."""
+    from python_on_whales.exceptions import DockerException
+
+    from montero_ops.client import plain_client
+
+    try:
+        spec = plain_client().service.inspect(f"{stack}_postgres").spec
+    except DockerException:
+        spec = None
+    template = spec.task_template if spec else None
+    image = template.container_spec.image if template and template.container_spec else None
+    if not image or not image.strip():
         raise CommandFailed(f"stack {stack} has no postgres service on this swarm",
                             hint="deploy it with `montero swarm deploy --profile postgres`; point montero at a "
                                  "manager (DOCKER_HOST or --context)")
-    return done.stdout.strip()
+    return image.strip()
 
 
 def _command(t: PgTarget, args: list[str], service: str) -> tuple[list[str], dict[str, str] | None]:
@@ -232,11 +243,19 @@ def _stop_app(t: PgTarget, engine: DockerAPI | None) -> Callable[[float], None]:
             _wait_app(t.project, timeout, engine)
         return start
     # A swarm: scale the app to 0 (its tasks on every node stop), then back to what it was.
+    from python_on_whales.exceptions import DockerException
+
+    from montero_ops.client import plain_client
+
     service = f"{t.stack}_app"
     docker = [*DEFAULT_CLIENT_CALL, "service"]
-    shown = subprocess.run(docker + ["inspect", service, "--format", "{{.Spec.Mode.Replicated.Replicas}}"],
-                           capture_output=True, text=True, check=False)
-    replicas = shown.stdout.strip() if shown.returncode == 0 and shown.stdout.strip().isdigit() else "1"
+    client = plain_client()  # typed reads; DOCKER_HOST and --context from the environment
+    try:
+        mode = client.service.inspect(service).spec.mode or {}
+    except DockerException:
+        mode = {}
+    shown = (mode.get("Replicated") or {}).get("Replicas")
+    replicas = str(shown) if isinstance(shown, int) else "1"
     subprocess.run(docker + ["scale", "--detach", f"{service}=0"], capture_output=True, check=False)
 
     def start_swarm(timeout: float) -> None:
@@ -248,14 +267,22 @@ def _stop_app(t: PgTarget, engine: DockerAPI | None) -> Callable[[float], None]:
                                 hint=f"`docker service scale {service}={replicas}`; the database itself is consistent")
         def back() -> bool | None:
             # Tasks, not `service ls`'s counter: right after the scale that may still show the old 6/6.
-            ps = subprocess.run(docker + ["ps", service, "--filter", "desired-state=running", "--format",
-                                          "{{.CurrentState}}"], capture_output=True, text=True, check=False)
-            return sum(1 for line in ps.stdout.splitlines() if line.startswith("Running")) == int(replicas) or None
+            try:
+                running = sum(1 for task in client.service.ps(service) if _running(task))
+            except DockerException:
+                return None
+            return running == int(replicas) or None
 
         if wait_until(back, timeout, 2.0) is None:
                 raise CommandFailed(f"{service} is not back at {replicas} healthy replicas after {timeout:g}s",
                                 hint=f"`montero doctor --swarm --stack {t.stack}`; the database itself is consistent")
     return start_swarm
+
+
+def _running(task: TaskModel) -> bool:
+    """A task meant to run that runs (its desired state and status read together: one inspect)."""
+    desired, status = task.desired_state, task.status
+    return desired == "running" and status is not None and status.state == "running"
 
 
 def _wait_app(project: Project, timeout: float, engine: DockerAPI | None) -> None:
