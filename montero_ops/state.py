@@ -4,11 +4,14 @@ The State hands out the project and the three Docker clients, each built lazily,
 the first time a command asks, so commands that need none (help, version, env) stay fast:
 
 - `client()`: python-on-whales' DockerClient built from the project (compose, stack, swarm);
+- `plain_client()`: a python-on-whales DockerClient without compose context, which needs no
+  project (`version` and `logs --stack` outside a project, a swarm stack's typed reads);
 - `docker()`: the docker SDK (dockerapi.DockerAPI) for Engine API reads and probes;
 - `engine()`: the standard-library fast path, for `ps` and `health` only (engine.py).
 
 Tests swap a client by giving the State a factory (`docker_factory=lambda: fake`), not by
 patching module attributes; the root callback keeps the factories of a State passed as `obj`.
+Services never build a client themselves: each takes the one its command got from here.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ class State:
     _project: Project | None = field(default=None, repr=False)
     _clients: dict[Any, DockerClient] = field(default_factory=dict, repr=False)
     _docker: DockerAPI | None = field(default=None, repr=False)
+    _plain: DockerClient | None = field(default=None, repr=False)
 
     def project(self) -> Project:
         if self._project is None:
@@ -69,6 +73,14 @@ class State:
             self._clients[project] = client
         return self._clients[project]
 
+    def plain_client(self) -> DockerClient:
+        """python-on-whales without compose context; no project needed (DOCKER_HOST and
+        --context reach it through the environment, as for every docker command)."""
+        if self._plain is None:
+            from montero_ops.client import plain_client
+
+            self._plain = plain_client()
+        return self._plain
 
     def engine(self, check: bool = True) -> Engine:
         """The fast-path Engine API client (`ps`, `health`); pinged first (exit 3 when down).

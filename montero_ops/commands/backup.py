@@ -96,8 +96,9 @@ def backup(
             if what is What.postgres:
                 from montero_ops.services.backups import postgres as backup_postgres
 
+                swarm = get_state(ctx).plain_client() if swarm_stack else None
                 path, manifest = backup_postgres.create(project, _backups_dir(ctx, folder), progress=info,
-                                                        stack=swarm_stack)
+                                                        stack=swarm_stack, swarm=swarm)
             else:
                 # A SQLite backup reads the bind-mounted file directly: it needs no Docker at all.
                 stack = NoStack() if what is What.sqlite else _stack(ctx, what.value)
@@ -405,8 +406,11 @@ def _restore(ctx: typer.Context, what: What, ref: str | None, latest: bool, from
 
         _confirm_or_refuse(yes, f"Restore {path.name}, replacing the PostgreSQL database?",
                            f"restore would replace the PostgreSQL database with backup {path.name}; pass --yes")
+        state = get_state(ctx)
+        # The SDK client connects on first use: on a swarm (SWARM's reads) it is never used.
         safety = backup_postgres.restore(project, path, root, progress=info, stack=swarm_stack,
-                                        docker=None if swarm_stack else get_state(ctx).docker(check=False))
+                                        docker=state.docker(check=False),
+                                        swarm=state.plain_client() if swarm_stack else None)
         if json:
             print_json({"backup": path.name, "restored": ["postgres"], "safety_backup": safety.name})
             return

@@ -77,10 +77,8 @@ def _swarm_logs(ctx: typer.Context, stack: str, services: list[str], follow: boo
     require_docker_cli()
     if until:
         raise UsageError("--until does not apply to a swarm service's logs", hint="use --since and --tail")
-    from montero_ops.client import plain_client
-
     # docker alone, no compose project: `logs --stack` works outside a project, as before.
-    defined = service.stack_services(plain_client(), stack)
+    defined = service.stack_services(get_state(ctx).plain_client(), stack)
     if not defined:
         raise UsageError(f"no stack named {stack!r} on this swarm", hint="see `montero swarm status --stack NAME`")
     unknown = [s for s in services if s not in defined]

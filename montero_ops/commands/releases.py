@@ -187,8 +187,8 @@ def rollback(
 
             folder = find_backup(project.backups_dir, backup_id)
             plan = plan_restore(project, "sqlite", folder, project.backups_dir)
-            run_restore(plan, project, ComposeStack(project, state.client(project)), project.backups_dir,
-                        progress=info)
+            run_restore(plan, project, ComposeStack(project, state.client(project), docker=engine),
+                        project.backups_dir, progress=info)
     if (with_data or rd.needs_production(engine, project)) and target and current and target.id != current.id:
         question = what[0].upper() + what[1:] + "?"
         if not confirm_or_refuse(question, what, yes):

@@ -19,9 +19,7 @@ def version(ctx: typer.Context, json: JsonOption = False) -> None:
     try:
         client = state.client(check=False)
     except ProjectNotFound:  # versions do not need a project
-        from montero_ops.client import plain_client
-
-        client = plain_client()
+        client = state.plain_client()
     result = versions(client)
     if json:
         print_json(result.to_dict())

@@ -23,13 +23,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from montero_ops.dockerapi import DockerAPI
 from montero_ops.errors import CommandFailed, StackNotRunning, UsageError
 from montero_ops.services.wait import Readiness, readiness, wait_until
 
 if TYPE_CHECKING:
     from python_on_whales import DockerClient
 
+    from montero_ops.dockerapi import DockerAPI
     from montero_ops.project import Project
 
 Progress = Callable[[str], None]
@@ -109,7 +109,8 @@ def rolling_restart(
     dns_grace: float = DNS_GRACE_S,
     stop_timeout: int = 30,
     progress: Progress = lambda _msg: None,
-    engine: DockerAPI | None = None,
+    *,
+    engine: DockerAPI,
     check: Callable[[], None] | None = None,
     only: set[str] | None = None,
 ) -> RollingResult:
@@ -120,7 +121,6 @@ def rolling_restart(
     starting, or in `check` before the old replica was retired, undoes that step (`_undo_step`)
     and raises `ReplicaFailed` with the replacement's last log lines and health-probe output.
     """
-    engine = engine or DockerAPI()
     running = replicas(engine, project.name, service)
     if not running:
         raise StackNotRunning(service)
@@ -296,10 +296,9 @@ def retire(client: DockerClient, engine: DockerAPI, project: Project, service: s
 
 
 def scale_down(client: DockerClient, project: Project, service: str, target: int,
-               progress: Progress = lambda _msg: None, engine: DockerAPI | None = None) -> list[str]:
+               progress: Progress = lambda _msg: None, *, engine: DockerAPI) -> list[str]:
     """Remove the newest replicas above `target` through `retire` (compose would stop them while
     nginx still sends them requests). Returns the names removed; compose then finds `target` running."""
-    engine = engine or DockerAPI()
     running = replicas(engine, project.name, service)
     victims = running[target:] if 0 < target < len(running) else []
     if victims and _nginx(engine, project.name):

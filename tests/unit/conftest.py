@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner, Result
 
+from montero_ops.state import State
+
 COMPOSE = """services:
   app:
     image: montero-app:latest
@@ -197,10 +199,17 @@ class FakeEngine:
 
 
 @pytest.fixture
-def engine(monkeypatch: pytest.MonkeyPatch, project: Path) -> FakeEngine:
+def cli_state() -> State:
+    """The State every `cli` invocation starts from (its root `obj`): fixtures such as `engine`
+    give it fake clients, which the root callback hands on to the command (docs/architecture.md)."""
+    return State()
+
+
+@pytest.fixture
+def engine(monkeypatch: pytest.MonkeyPatch, project: Path, cli_state: State) -> FakeEngine:
     fake = FakeEngine()
-    monkeypatch.setattr("montero_ops.engine.Engine", lambda *a, **k: fake)  # the ps/health fast path
-    monkeypatch.setattr("montero_ops.dockerapi.DockerAPI", lambda *a, **k: fake)  # the docker SDK client
+    cli_state.engine_factory = lambda: fake  # type: ignore[assignment,return-value]  # the ps/health fast path
+    cli_state.docker_factory = lambda: fake  # type: ignore[assignment,return-value]  # the docker SDK client
     monkeypatch.setattr("montero_ops.services.status.defined_services", lambda project: ["app", "redis"])
     monkeypatch.setattr("montero_ops.services.status.start_defined_services", lambda project: lambda: ["app", "redis"])
     monkeypatch.setattr("montero_ops.services.stack._sleep", lambda seconds: None)
@@ -208,13 +217,13 @@ def engine(monkeypatch: pytest.MonkeyPatch, project: Path) -> FakeEngine:
 
 
 @pytest.fixture
-def cli() -> Callable[..., Result]:
+def cli(cli_state: State) -> Callable[..., Result]:
     from montero_ops.cli import app
 
     runner = CliRunner()
 
     def invoke(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> Result:
-        return runner.invoke(app, list(args), input=input, env=env, catch_exceptions=False)
+        return runner.invoke(app, list(args), input=input, env=env, catch_exceptions=False, obj=cli_state)
 
     return invoke
 

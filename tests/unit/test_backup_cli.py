@@ -17,6 +17,7 @@ from typer.testing import Result
 
 from montero_ops.errors import DockerUnavailable
 from montero_ops.services.backups import sqlite_db
+from montero_ops.state import State
 
 
 class NoEngine:
@@ -28,8 +29,8 @@ class NoEngine:
 
 
 @pytest.fixture
-def shop(project: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setattr("montero_ops.dockerapi.DockerAPI", NoEngine)
+def shop(project: Path, monkeypatch: pytest.MonkeyPatch, cli_state: State) -> Path:
+    cli_state.docker_factory = NoEngine  # type: ignore[assignment]  # the State hands `cli` a daemon that is down
     monkeypatch.delenv("MONTERO_BACKUP_DIR", raising=False)
     make_migrations(project)
     make_db(project / "data" / "mi_sistema.db", rows=200)
@@ -204,10 +205,10 @@ class PostgresStackEngine(NoEngine):
 
 @pytest.mark.parametrize("command", [["backup"], ["backup", "sqlite"], ["restore", "sqlite", "--latest", "--yes"]])
 def test_sqlite_commands_refuse_a_stack_running_on_postgres(
-    cli: Callable[..., Result], shop: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+    cli: Callable[..., Result], shop: Path, monkeypatch: pytest.MonkeyPatch, command: list[str], cli_state: State
 ) -> None:
     """./data still holds the SQLite file of before the switch: handling it would look like success."""
-    monkeypatch.setattr("montero_ops.dockerapi.DockerAPI", PostgresStackEngine)
+    cli_state.docker_factory = PostgresStackEngine  # type: ignore[assignment]
     monkeypatch.setattr("montero_ops.services.status.defined_services", lambda project: ["app", "redis"])
     before = state(shop)
     result = cli(*command)
@@ -250,7 +251,7 @@ def test_redis_snapshot_runs_exactly_these_docker_commands(docker, engine, proje
         return next(saves) + "\n" if args == ("LASTSAVE",) else answers.get(args, "")
 
     docker.respond(lambda cmd: "redis-cli" in cmd, redis_cli)
-    stack = ComposeStack(find_project(project), build_client(find_project(project)))
+    stack = ComposeStack(find_project(project), build_client(find_project(project)), docker=engine)
     info = snapshot(stack.redis(), tmp_path / "redis")
     assert info["persistence"] == "aof" and info["lastsave"] == 1800000000
     execs = [c[len(prefix):] for c in docker.calls if "redis-cli" in c]
@@ -291,7 +292,7 @@ def test_stack_start_keeps_scale_and_reports_unhealthy(docker, engine, project: 
         [container("app", 1, health="starting"), container("app", 2, health="starting")],
         [container("app", 1, health="healthy"), container("app", 2, health="unhealthy")],
     ]
-    stack = ComposeStack(find_project(project), build_client(find_project(project)))
+    stack = ComposeStack(find_project(project), build_client(find_project(project)), docker=engine)
     with pytest.raises(MonteroError) as err:
         stack.start(["app"])
     assert err.value.message == "service 'app' is unhealthy after start"

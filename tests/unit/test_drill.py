@@ -20,11 +20,12 @@ from montero_ops.services import drill
 from montero_ops.services.doctor.context import Context
 from montero_ops.services.doctor.drill import check_drill
 from montero_ops.services.drill import DrillResult
+from montero_ops.state import State
 
 
 @pytest.fixture
-def backup(project: Path, monkeypatch: pytest.MonkeyPatch, cli: Callable[..., Result]) -> str:
-    monkeypatch.setattr("montero_ops.dockerapi.DockerAPI", NoEngine)
+def backup(project: Path, monkeypatch: pytest.MonkeyPatch, cli: Callable[..., Result], cli_state: State) -> str:
+    cli_state.docker_factory = NoEngine  # type: ignore[assignment]
     monkeypatch.delenv("MONTERO_BACKUP_DIR", raising=False)
     make_migrations(project)
     make_db(project / "data" / "mi_sistema.db", rows=20)

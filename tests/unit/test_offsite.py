@@ -18,14 +18,15 @@ from test_backup_support import make_db, make_migrations
 from typer.testing import Result
 
 from montero_ops.services.backups import sqlite_db
+from montero_ops.state import State
 
 pytestmark = pytest.mark.skipif(shutil.which("restic") is None, reason="restic is not installed (scripts/setup.sh)")
 PASSWORD = "correct-horse-battery-staple-1234"
 
 
 @pytest.fixture
-def shop(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setattr("montero_ops.dockerapi.DockerAPI", NoEngine)
+def shop(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli_state: State) -> Path:
+    cli_state.docker_factory = NoEngine  # type: ignore[assignment]
     for name in ("MONTERO_BACKUP_DIR", "MONTERO_OFFSITE_REPOSITORY", "MONTERO_OFFSITE_PASSWORD",
                  "MONTERO_OFFSITE_PASSWORD_FILE", "RESTIC_PASSWORD", "RESTIC_REPOSITORY"):
         monkeypatch.delenv(name, raising=False)

@@ -17,6 +17,7 @@ from typer.testing import Result
 
 from montero_ops.errors import UsageError
 from montero_ops.services.backups.prune import Item, Policy, retention
+from montero_ops.state import State
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 PASSWORD = "retention-test-password-42"
@@ -78,9 +79,10 @@ def test_policy_refuses_bad_input(kwargs: dict[str, object], message: str) -> No
 
 # -- through the CLI, on real backups made on planned dates ------------------------------------------
 @pytest.fixture
-def dated(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli: Callable[..., Result]) -> list[str]:
+def dated(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli: Callable[..., Result],
+          cli_state: State) -> list[str]:
     """Backups made on 34 planned days (Oct 29 to Dec 2) (one a day, NOW going back), plus one safety backup."""
-    monkeypatch.setattr("montero_ops.dockerapi.DockerAPI", NoEngine)
+    cli_state.docker_factory = NoEngine  # type: ignore[assignment]
     for name in ("MONTERO_BACKUP_DIR", "MONTERO_OFFSITE_REPOSITORY", "MONTERO_OFFSITE_PASSWORD", "RESTIC_PASSWORD"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("RESTIC_CACHE_DIR", str(tmp_path / "restic-cache"))

@@ -16,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from montero_ops.cli import app
+from montero_ops.client import plain_client
 from montero_ops.errors import CommandFailed
 from tests.unit import test_deploy
 from tests.unit.test_deploy import SPEC, TASKS, UTILS_RUN, fake_docker, node, task
@@ -122,7 +123,7 @@ def test_swarm_pg_dump_runs_on_the_stack_network_without_the_password_on_the_lin
     postgres = {"ID": "pg1", "Spec": {"Name": "st_postgres", "Mode": {"Replicated": {"Replicas": 1}}, "TaskTemplate": {
         "ContainerSpec": {"Image": "reg:5000/montero-postgres:15@sha256:ab"}}}}
     with mock.patch(UTILS_RUN, side_effect=fake_docker([], specs=[postgres])):
-        t = backup_postgres.target(find_project(project), stack="st")
+        t = backup_postgres.target(find_project(project), stack="st", swarm=plain_client())
     cmd, env = backup_postgres._command(t, ["pg_dump", "-Fc", "-U", "montero", "-d", "montero"], "postgres")
     assert cmd == ["docker", "run", "--rm", "-i", "--log-driver", "none", "--no-healthcheck", "--network",
                    "st_default", "-e", "PGPASSWORD", "--entrypoint", "pg_dump", "reg:5000/montero-postgres:15@sha256:ab",
@@ -153,7 +154,8 @@ def test_swarm_restore_stops_the_app_and_waits_for_its_replicas_back(project: Pa
     from montero_ops.project import find_project
     from montero_ops.services.backups import postgres as backup_postgres
 
-    t = backup_postgres.PgTarget(find_project(project), "montero", "montero", stack="st")
+    t = backup_postgres.PgTarget(find_project(project), "montero", "montero", stack="st", swarm=plain_client())
+    unused = mock.Mock(spec=[])  # the SDK client: a swarm's app is read through SWARM, never through it
     scaled = mock.Mock(returncode=0, stdout="", stderr="")
     starting = [task("t1", "abc", "montero-app:9@sha256:1"),
                 task("t2", "abc", "montero-app:9@sha256:1", state="starting"),
@@ -161,11 +163,11 @@ def test_swarm_restore_stops_the_app_and_waits_for_its_replicas_back(project: Pa
                 task("t4", "def", "nginx:alpine")]
     with mock.patch(UTILS_RUN, side_effect=fake_docker([], tasks=starting)), \
             mock.patch("montero_ops.services.backups.postgres.subprocess.run", return_value=scaled) as run:
-        start = backup_postgres._stop_app(t, None)
+        start = backup_postgres._stop_app(t, unused)
         assert run.call_args.args[0] == ["docker", "service", "scale", "--detach", "st_app=0"]
         with pytest.raises(CommandFailed, match="st_app is not back at 2 healthy replicas after 0.1s"):
             start(0.1)  # one of SPEC's 2 replicas runs; the other starts, the third is history
     assert run.call_args.args[0] == ["docker", "service", "scale", "--detach", "st_app=2"]
     with mock.patch(UTILS_RUN, side_effect=fake_docker([])), \
             mock.patch("montero_ops.services.backups.postgres.subprocess.run", return_value=scaled):
-        backup_postgres._stop_app(t, None)(5)  # TASKS: both of st_app's replicas run
+        backup_postgres._stop_app(t, unused)(5)  # TASKS: both of st_app's replicas run

@@ -32,6 +32,7 @@ from montero_ops.project import Project
 from montero_ops.services.wait import wait_until
 
 if TYPE_CHECKING:
+    from python_on_whales import DockerClient
     from python_on_whales import Task as TaskModel
 
     from montero_ops.dockerapi import DockerAPI
@@ -54,9 +55,12 @@ class PgTarget:
     stack: str | None = None  # a swarm stack: the tools run in a one-off container on its network
     image: str = ""
     password: str = ""
+    swarm: DockerClient | None = None  # with a stack: the State's docker-only client, for typed reads
 
 
-def target(project: Project, stack: str | None = None) -> PgTarget:
+def target(project: Project, stack: str | None = None, swarm: DockerClient | None = None) -> PgTarget:
+    """What the tools run against. With STACK, SWARM is the caller's docker-only client
+    (`State.plain_client()`): the stack's services are read through it."""
     from montero_ops.services.backups.sqlite_db import read_env_file
     from montero_ops.services.stack import POSTGRES_PROFILE, with_profiles
 
@@ -64,22 +68,26 @@ def target(project: Project, stack: str | None = None) -> PgTarget:
     user = env.get("POSTGRES_USER") or "montero"
     t = PgTarget(with_profiles(project, [POSTGRES_PROFILE]), user, env.get("POSTGRES_DB") or user)
     if stack:
-        t.stack, t.password = stack, env.get("POSTGRES_PASSWORD", "")
-        t.image = _swarm_image(stack)
+        t.stack, t.password, t.swarm = stack, env.get("POSTGRES_PASSWORD", ""), _need_swarm(swarm, stack)
+        t.image = _swarm_image(t.swarm, stack)
     return t
 
 
-def _swarm_image(stack: str) -> str:
+def _need_swarm(swarm: DockerClient | None, stack: str) -> DockerClient:
+    if swarm is None:
+        raise TypeError(f"stack {stack}: pass the docker-only client (State.plain_client()) as swarm")
+    return swarm
+
+
+def _swarm_image(client: DockerClient, stack: str) -> str:
     """The image (by digest) the stack's postgres service runs: its pg_dump matches the server.
 
     From the typed model (`client.service.inspect`), on a docker-only client: DOCKER_HOST
     and --context reach it through the environment, as for every docker command here."""
     from python_on_whales.exceptions import DockerException
 
-    from montero_ops.client import plain_client
-
     try:
-        spec = plain_client().service.inspect(f"{stack}_postgres").spec
+        spec = client.service.inspect(f"{stack}_postgres").spec
     except DockerException:
         spec = None
     template = spec.task_template if spec else None
@@ -140,7 +148,8 @@ def _scratch_stats(t: PgTarget, dump: Path) -> dict[str, Any]:
 
 
 def create(project: Project, backups_dir: Path, label: str = "manual",
-           progress: Progress = lambda _m: None, stack: str | None = None) -> tuple[Path, Any]:
+           progress: Progress = lambda _m: None, stack: str | None = None,
+           swarm: DockerClient | None = None) -> tuple[Path, Any]:
     from montero_ops.services.backups.manifest import (
         FileEntry,
         Manifest,
@@ -150,7 +159,7 @@ def create(project: Project, backups_dir: Path, label: str = "manual",
         write_manifest,
     )
 
-    t = target(project, stack)
+    t = target(project, stack, swarm)
     backups_dir.mkdir(parents=True, exist_ok=True)
     when = utc_now()
     work = backups_dir / f".tmp-pg-{secrets.token_hex(4)}"
@@ -181,7 +190,8 @@ def create(project: Project, backups_dir: Path, label: str = "manual",
         raise
 
 
-def verify(project: Project, folder: Path, stack: str | None = None) -> dict[str, Any]:
+def verify(project: Project, folder: Path, stack: str | None = None,
+           swarm: DockerClient | None = None) -> dict[str, Any]:
     """Checksums (shared manifest), then a scratch restore matching the recorded counts and revision."""
     from montero_ops.services.backups.verify import check_backup
 
@@ -189,21 +199,23 @@ def verify(project: Project, folder: Path, stack: str | None = None) -> dict[str
     if "postgres" not in manifest.contents:
         raise UsageError(f"backup {folder.name} holds no PostgreSQL dump", hint="see `montero backups list`")
     meta: dict[str, Any] = json.loads((folder / META_NAME).read_text())
-    stats = _scratch_stats(target(project, stack), folder / DUMP_NAME)
+    stats = _scratch_stats(target(project, stack, swarm), folder / DUMP_NAME)
     if stats["tables"] != meta["tables"] or stats["revision"] != meta["revision"]:
         raise UsageError(f"backup {folder.name}: the dump's rows or revision differ from its manifest")
     return meta
 
 
 def restore(project: Project, folder: Path, backups_dir: Path, progress: Progress = lambda _m: None,
-            timeout: float = 180, stack: str | None = None, docker: DockerAPI | None = None) -> Path:
+            timeout: float = 180, stack: str | None = None, *, docker: DockerAPI,
+            swarm: DockerClient | None = None) -> Path:
     """Returns the safety backup's folder. The live database is swapped atomically.
-    DOCKER (the State's) reads the app's health after a compose restart; a swarm needs none."""
-    t = target(project, stack)
+    DOCKER (the State's) reads the app's health after a compose restart; on a STACK, SWARM
+    (the State's docker-only client) reads its services and tasks."""
+    t = target(project, stack, swarm)
     progress(f"verifying {folder.name}")
-    verify(project, folder, stack)
+    verify(project, folder, stack, swarm)
     progress("taking a safety backup of the current database")
-    safety, _ = create(project, backups_dir, label="safety", progress=progress, stack=stack)
+    safety, _ = create(project, backups_dir, label="safety", progress=progress, stack=stack, swarm=swarm)
     staged = f"montero_restore_{secrets.token_hex(4)}"
     old = f"{t.database}_before_{secrets.token_hex(4)}"
     progress("stopping the app")
@@ -227,7 +239,7 @@ def restore(project: Project, folder: Path, backups_dir: Path, progress: Progres
     return safety
 
 
-def _stop_app(t: PgTarget, engine: DockerAPI | None) -> Callable[[float], None]:
+def _stop_app(t: PgTarget, engine: DockerAPI) -> Callable[[float], None]:
     """Stop the app; returns what starts it again (and waits until it is healthy)."""
     from montero_ops.client import DEFAULT_CLIENT_CALL, compose_base_cmd
 
@@ -245,11 +257,9 @@ def _stop_app(t: PgTarget, engine: DockerAPI | None) -> Callable[[float], None]:
     # A swarm: scale the app to 0 (its tasks on every node stop), then back to what it was.
     from python_on_whales.exceptions import DockerException
 
-    from montero_ops.client import plain_client
-
     service = f"{t.stack}_app"
     docker = [*DEFAULT_CLIENT_CALL, "service"]
-    client = plain_client()  # typed reads; DOCKER_HOST and --context from the environment
+    client = _need_swarm(t.swarm, t.stack)  # typed reads; DOCKER_HOST and --context from the environment
     try:
         mode = client.service.inspect(service).spec.mode or {}
     except DockerException:
@@ -285,12 +295,8 @@ def _running(task: TaskModel) -> bool:
     return desired == "running" and status is not None and status.state == "running"
 
 
-def _wait_app(project: Project, timeout: float, engine: DockerAPI | None) -> None:
+def _wait_app(project: Project, timeout: float, engine: DockerAPI) -> None:
     from montero_ops.services.rolling import replicas, wait_healthy
 
-    if engine is None:
-        from montero_ops.dockerapi import DockerAPI
-
-        engine = DockerAPI()
     for container in replicas(engine, project.name, "app", running_only=False):
         wait_healthy(engine, container["Id"], timeout)

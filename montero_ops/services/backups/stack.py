@@ -119,18 +119,10 @@ def run_local(script: str, data: Path, out: Path) -> str:
 
 class ComposeStack:
     def __init__(self, project: Project, client: DockerClient, health_timeout: float = 180.0,
-                 docker: DockerAPI | None = None) -> None:
+                 *, docker: DockerAPI) -> None:
         self.project, self.client, self.health_timeout = project, client, health_timeout
-        self._docker = docker
+        self.docker = docker
         self._config: dict[str, Any] | None = None
-
-    @property
-    def docker(self) -> DockerAPI:
-        if self._docker is None:
-            from montero_ops.dockerapi import DockerAPI
-
-            self._docker = DockerAPI()
-        return self._docker
 
     def _containers(self, service: str) -> list[dict[str, Any]]:
         return [
